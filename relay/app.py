@@ -1,0 +1,42 @@
+"""The aiohttp application: declared REST endpoints, socket.io, middlewares."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from relay.http.dispatch import adapt
+from relay.http.endpoint import Endpoint, RouteTable
+from relay.http.middleware import build_middlewares
+from relay.http.openapi import build_openapi
+from relay.accounts import routes as account_routes
+from relay.auth import integration_routes, routes as auth_routes
+from relay.http import system_routes
+from relay.messaging.realtime import create_socket_server, mount
+from relay.runtime import Runtime
+from relay.runtime_key import RUNTIME
+
+ROUTE_TABLES: tuple[RouteTable, ...] = (
+    system_routes.routes,
+    auth_routes.routes,
+    account_routes.routes,
+    integration_routes.routes,
+)
+
+
+def all_endpoints() -> list[Endpoint]:
+    return [endpoint for table in ROUTE_TABLES for endpoint in table.endpoints]
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    settings = runtime.settings
+    app = web.Application(
+        middlewares=build_middlewares(runtime.metrics, hsts_max_age=settings.hsts_max_age if settings.tls else None),
+        client_max_size=settings.max_json_body,
+    )
+    app[RUNTIME] = runtime
+    endpoints = all_endpoints()
+    for endpoint in endpoints:
+        app.router.add_route(endpoint.method, endpoint.path, adapt(endpoint), name=endpoint.handler.__name__)
+    app[system_routes.OPENAPI_KEY] = build_openapi(endpoints, version=system_routes.relay_version())
+    mount(create_socket_server(runtime), app)
+    return app

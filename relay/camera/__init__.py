@@ -1,0 +1,1 @@
+"""The pass-through photo relay: streaming sealed uploads and downloads, spool, delivery, purge."""

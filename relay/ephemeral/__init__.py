@@ -1,0 +1,1 @@
+"""Short-lived shared state: rate-limit counters and one-time claims, with expiry."""

@@ -1,0 +1,76 @@
+"""Middlewares: errors as JSON with a code, security headers, and coarse request metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from relay.errors import ApiError, TooManyRequests
+from relay.http.headers import NO_STORE, security_headers
+from relay.http.schema import ErrorDetail, ErrorResponse
+from relay.metrics import Metrics
+
+log = logging.getLogger("relay.http")
+
+Next = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "body_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    431: "headers_too_large",
+}
+
+
+def error_response(status: int, code: str, message: str, details: object = None) -> web.Response:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, details=details))
+    return web.Response(status=status, body=body.model_dump_json(exclude_none=True).encode(), content_type="application/json")
+
+
+def build_middlewares(metrics: Metrics, *, hsts_max_age: int | None) -> list[object]:
+    headers = security_headers(hsts_max_age=hsts_max_age)
+
+    @web.middleware
+    async def secure(request: web.Request, handler: Next) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await _answer(request, handler)
+        route = request.match_info.route.resource
+        template = route.canonical if route is not None else "unmatched"
+        metrics.observe_request(request.method, template, response.status, time.perf_counter() - started)
+        if not response.prepared:
+            response.headers.update(headers)
+            response.headers.setdefault("Cache-Control", NO_STORE)
+        return response
+
+    return [secure]
+
+
+async def _answer(request: web.Request, handler: Next) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except TooManyRequests as error:
+        response = error_response(error.status, error.code, error.message)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+    except ApiError as error:
+        return error_response(error.status, error.code, error.message, error.details)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = HTTP_CODES.get(error.status, "http_error")
+        response = error_response(error.status, code, error.reason)
+        if error.status == 405 and "Allow" in error.headers:
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource and request.match_info.route.resource.canonical)
+        return error_response(500, "internal_error", "the server failed to answer; the error was logged")

@@ -1,0 +1,1 @@
+"""Device keys, the key directory, and the server's own key-encryption keys."""

@@ -1,0 +1,1 @@
+"""Real-time messaging over socket.io: conversations, consults, per-device delivery."""

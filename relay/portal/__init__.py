@@ -1,0 +1,1 @@
+"""Patient portal invitations: links, verification, consent, the portal's upload session."""

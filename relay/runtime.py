@@ -1,0 +1,126 @@
+"""The running Relay: every long-lived object, built once from the settings and passed down."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from relay.accounts.service import AccountService
+from relay.audit.log import AuditLog
+from relay.auth.integrations import TOKEN_PATH, IntegrationService
+from relay.auth.login import LoginService
+from relay.auth.second_factor import SecondFactorService
+from relay.auth.sessions import SessionService
+from relay.broker.contract import Broker
+from relay.broker.memory import MemoryBroker
+from relay.broker.redis import RedisBroker
+from relay.clock import Clock
+from relay.ephemeral.contract import EphemeralStore
+from relay.ephemeral.memory import MemoryEphemeralStore
+from relay.ephemeral.redis import RedisEphemeralStore
+from relay.errors import SettingsError
+from relay.keys.keyring import Keyring
+from relay.metrics import Metrics
+from relay.redis_connection import open_redis
+from relay.settings import Settings
+from relay.storage.database import Database, open_database
+from relay.storage.migrate import require_current_schema, upgrade
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    database: Database
+    redis: Redis | None
+    broker: Broker
+    ephemeral: EphemeralStore
+    keyring: Keyring
+    metrics: Metrics
+    audit: AuditLog
+    sessions: SessionService
+    accounts: AccountService
+    login: LoginService
+    second_factor: SecondFactorService
+    integrations: IntegrationService
+
+    async def ready(self) -> dict[str, str]:
+        """Each backend's state ("ok" or the error class), for /readyz."""
+        checks: dict[str, str] = {}
+        try:
+            await self.database.ping()
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = type(error).__name__
+        if self.redis is not None:
+            try:
+                await self.redis.ping()
+                checks["redis"] = "ok"
+            except Exception as error:
+                checks["redis"] = type(error).__name__
+        return checks
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as error:
+        raise SettingsError(f"RELAY_DATA_DIR: cannot create {settings.data_dir}: {error.strerror}") from None
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtime]:
+    """Connect to every backend (failing with an actionable SettingsError) and build the services.
+
+    On the embedded default the schema is migrated automatically; on an external database
+    the operator runs `relay db upgrade`, and a stale schema refuses to serve.
+    """
+    prepare_data_dir(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.embedded_database:
+            await upgrade(settings.effective_database_url)
+        database = await open_database(settings.effective_database_url)
+        stack.push_async_callback(database.close)
+        await require_current_schema(database)
+        keyring = Keyring.open(settings.effective_key_file, clock.now())
+        redis: Redis | None = None
+        if settings.redis_url:
+            redis = await open_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            broker: Broker = RedisBroker(redis, settings.redis_namespace)
+            ephemeral: EphemeralStore = RedisEphemeralStore(redis, settings.redis_namespace)
+        else:
+            broker, ephemeral = MemoryBroker(), MemoryEphemeralStore(clock)
+        await broker.start()
+        stack.push_async_callback(broker.close)
+        metrics = Metrics()
+        audit = AuditLog(database, keyring.audit_key, clock, metrics)
+        sessions = SessionService(
+            database, audit, clock, idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime
+        )
+        accounts = AccountService(database, audit, sessions, clock)
+        login = LoginService(database, sessions, audit, ephemeral, keyring, clock, metrics, settings)
+        second_factor = SecondFactorService(database, audit, keyring, clock)
+        integrations = IntegrationService(
+            database, sessions, audit, ephemeral, clock,
+            token_url=settings.effective_public_url + TOKEN_PATH, token_lifetime=settings.integration_token_lifetime,
+        )
+        yield Runtime(
+            settings=settings,
+            clock=clock,
+            database=database,
+            redis=redis,
+            broker=broker,
+            ephemeral=ephemeral,
+            keyring=keyring,
+            metrics=metrics,
+            audit=audit,
+            sessions=sessions,
+            accounts=accounts,
+            login=login,
+            second_factor=second_factor,
+            integrations=integrations,
+        )

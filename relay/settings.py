@@ -1,0 +1,154 @@
+"""Relay's settings: one typed object, declared once, built once at start-up and passed down.
+
+Values come, highest priority first, from command-line flags, ``RELAY_*`` environment
+variables, a TOML file (``--config`` or ``RELAY_CONFIG``), then the defaults below.
+Every field's description is its documentation; a test checks README.md lists each one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relay.errors import SettingsError
+
+ENV_PREFIX = "RELAY_"
+
+
+class Settings(BaseModel):
+    """Everything an operator can configure."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port the HTTP server binds (0 picks a free port).")
+    data_dir: Path = Field(
+        Path("relay-data"),
+        description="Directory for the embedded SQLite database, the server key file and the spool.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the database, e.g. postgresql+asyncpg://relay@db/relay. "
+        "Default: SQLite in the data directory.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0) for the broker, rate limits and one-time tokens "
+        "shared by several nodes. Default: in-process.",
+    )
+    redis_namespace: str = Field(
+        "relay", pattern=r"^[a-z0-9_-]{1,32}$", description="Prefix of every Redis key and channel Relay uses."
+    )
+    key_file: Path | None = Field(
+        None,
+        description="The server's key-encryption key file (created with mode 0600 on first run). "
+        "Default: keys.json in the data directory. Every node of a cluster must share it.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="External base URL (https://relay.example.org); the audience integration "
+        "client assertions must name. Default: derived from host and port.",
+    )
+    tls_cert: Path | None = Field(None, description="PEM certificate chain; with tls_key, Relay terminates TLS itself.")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    hsts_max_age: int = Field(31536000, ge=0, description="Strict-Transport-Security max-age in seconds when serving TLS.")
+    session_idle_timeout: int = Field(900, ge=30, description="Seconds of inactivity after which a session ends.")
+    session_lifetime: int = Field(43200, ge=60, description="Seconds after which a session ends regardless of activity.")
+    reauth_window: int = Field(300, ge=30, description="Seconds a re-authentication stays valid for exports.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins in a row before an account is locked.")
+    login_lockout: int = Field(900, ge=1, description="Seconds an account stays locked after too many failures.")
+    login_rate_per_minute: int = Field(
+        30, ge=1, description="Login attempts allowed per client address per minute, across all accounts."
+    )
+    integration_token_lifetime: int = Field(
+        300, ge=30, le=3600, description="Seconds an integration principal's access token lives."
+    )
+    max_json_body: int = Field(65536, ge=1024, description="Largest JSON request body accepted, in bytes.")
+    max_one_time_keys: int = Field(
+        200, ge=1, description="Most unclaimed one-time keys a device may hold on the server."
+    )
+    max_devices_per_user: int = Field(20, ge=1, description="Most active devices one user may register.")
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.session_idle_timeout > self.session_lifetime:
+            raise ValueError("session_idle_timeout cannot exceed session_lifetime")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{(self.data_dir / 'relay.db').resolve()}"
+
+    @property
+    def effective_key_file(self) -> Path:
+        return self.key_file or self.data_dir / "keys.json"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    config_file: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Build the settings from flags (``overrides``), the environment and an optional TOML file.
+
+    Raises SettingsError with a message naming the setting and what is wrong with it.
+    """
+    env = dict(os.environ if environ is None else environ)
+    file_values: dict[str, Any] = {}
+    path = config_file or (Path(env["RELAY_CONFIG"]) if env.get("RELAY_CONFIG") else None)
+    if path is not None:
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except OSError as error:
+            raise SettingsError(f"config file {path}: cannot read: {error.strerror}") from error
+        except tomllib.TOMLDecodeError as error:
+            raise SettingsError(f"config file {path}: not valid TOML: {error}") from error
+        unknown = sorted(set(file_values) - set(Settings.model_fields))
+        if unknown:
+            raise SettingsError(f"config file {path}: unknown setting(s): {', '.join(unknown)}")
+    env_values = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in Settings.model_fields
+        if env.get(ENV_PREFIX + name.upper()) is not None
+    }
+    values = {**file_values, **env_values, **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in problem["loc"])
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {problem['msg']}")
+    return "; ".join(lines)

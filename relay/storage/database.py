@@ -1,0 +1,104 @@
+"""The database seam: one async engine, write transactions, and readable connection errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from relay.errors import SettingsError
+
+SUPPORTED_DRIVERS = {"sqlite+aiosqlite": "aiosqlite", "postgresql+asyncpg": "asyncpg"}
+
+
+class Database:
+    """Owns the engine. ``transaction()`` is the only way to write.
+
+    SQLite allows one writer at a time; a process-wide lock serialises write transactions
+    there so a read-then-write (the audit chain head) never works on a stale snapshot.
+    PostgreSQL relies on row locks instead.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            async with self._write_lock, self.engine.begin() as connection:
+                yield connection
+        else:
+            async with self.engine.begin() as connection:
+                yield connection
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            yield connection
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine for a supported URL, or SettingsError saying what to change."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SettingsError("RELAY_DATABASE_URL: not a database URL") from None
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        supported = ", ".join(f"{name}://" for name in SUPPORTED_DRIVERS)
+        raise SettingsError(f"RELAY_DATABASE_URL: unsupported driver {parsed.drivername!r}; use {supported}")
+    try:
+        if parsed.drivername.startswith("sqlite"):
+            engine = create_async_engine(parsed, connect_args={"timeout": 30})
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    except NoSuchModuleError:
+        module = SUPPORTED_DRIVERS[parsed.drivername]
+        raise SettingsError(f"RELAY_DATABASE_URL: driver not installed; pip install {module}") from None
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+async def open_database(url: str) -> Database:
+    """Connect and check the database answers; errors name the setting and the cause."""
+    engine = create_engine(url)
+    database = Database(engine)
+    try:
+        await asyncio.wait_for(database.ping(), timeout=10)
+    except (OSError, DBAPIError, asyncio.TimeoutError) as error:
+        await engine.dispose()
+        raise SettingsError(f"RELAY_DATABASE_URL: {describe_connection_error(url, error)}") from None
+    return database
+
+
+def describe_connection_error(url: str, error: BaseException) -> str:
+    parsed = make_url(url)
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}" if parsed.host is not None else str(parsed.database)
+    cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    if isinstance(cause, ConnectionRefusedError) or "Connect call failed" in str(cause):
+        reason = "connection refused"
+    elif isinstance(cause, asyncio.TimeoutError):
+        reason = "timed out"
+    else:
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    return f"cannot connect to {where}: {reason}"
