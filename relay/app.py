@@ -6,11 +6,13 @@ from aiohttp import web
 
 from relay.http.dispatch import adapt
 from relay.http.endpoint import Endpoint, RouteTable
-from relay.http.middleware import build_middlewares
+from relay.http.middleware import build_middlewares, install_security_headers
 from relay.http.openapi import build_openapi
 from relay.accounts import routes as account_routes
+from relay.audit import routes as audit_routes
 from relay.auth import integration_routes, routes as auth_routes
 from relay.http import system_routes
+from relay.keys import routes as key_routes
 from relay.messaging.realtime import create_socket_server, mount
 from relay.runtime import Runtime
 from relay.runtime_key import RUNTIME
@@ -20,6 +22,8 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     auth_routes.routes,
     account_routes.routes,
     integration_routes.routes,
+    audit_routes.routes,
+    key_routes.routes,
 )
 
 
@@ -30,9 +34,9 @@ def all_endpoints() -> list[Endpoint]:
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=build_middlewares(runtime.metrics, hsts_max_age=settings.hsts_max_age if settings.tls else None),
-        client_max_size=settings.max_json_body,
+        middlewares=build_middlewares(runtime.metrics), client_max_size=settings.max_json_body
     )
+    install_security_headers(app, hsts_max_age=settings.hsts_max_age if settings.tls else None)
     app[RUNTIME] = runtime
     endpoints = all_endpoints()
     for endpoint in endpoints:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from relay.accounts.service import AccountService
 from relay.audit.log import AuditLog
+from relay.audit.reader import AuditReader
 from relay.auth.integrations import TOKEN_PATH, IntegrationService
 from relay.auth.login import LoginService
 from relay.auth.second_factor import SecondFactorService
@@ -22,12 +24,15 @@ from relay.ephemeral.contract import EphemeralStore
 from relay.ephemeral.memory import MemoryEphemeralStore
 from relay.ephemeral.redis import RedisEphemeralStore
 from relay.errors import SettingsError
+from relay.keys.devices import DeviceService
 from relay.keys.keyring import Keyring
 from relay.metrics import Metrics
 from relay.redis_connection import open_redis
 from relay.settings import Settings
 from relay.storage.database import Database, open_database
 from relay.storage.migrate import require_current_schema, upgrade
+
+READY_TIMEOUT = 3.0
 
 
 @dataclass
@@ -41,26 +46,26 @@ class Runtime:
     keyring: Keyring
     metrics: Metrics
     audit: AuditLog
+    audit_reader: AuditReader
     sessions: SessionService
     accounts: AccountService
     login: LoginService
     second_factor: SecondFactorService
     integrations: IntegrationService
+    devices: DeviceService
 
     async def ready(self) -> dict[str, str]:
-        """Each backend's state ("ok" or the error class), for /readyz."""
-        checks: dict[str, str] = {}
-        try:
-            await self.database.ping()
-            checks["database"] = "ok"
-        except Exception as error:
-            checks["database"] = type(error).__name__
+        """Each backend's state ("ok" or the error class), for /readyz; a silent backend times out."""
+        probes: dict[str, Callable[[], Awaitable[object]]] = {"database": self.database.ping}
         if self.redis is not None:
+            probes["redis"] = self.redis.ping
+        checks: dict[str, str] = {}
+        for name, probe in probes.items():
             try:
-                await self.redis.ping()
-                checks["redis"] = "ok"
+                await asyncio.wait_for(probe(), timeout=READY_TIMEOUT)
+                checks[name] = "ok"
             except Exception as error:
-                checks["redis"] = type(error).__name__
+                checks[name] = type(error).__name__
         return checks
 
 
@@ -118,9 +123,14 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
             keyring=keyring,
             metrics=metrics,
             audit=audit,
+            audit_reader=AuditReader(database, audit, keyring.audit_key),
             sessions=sessions,
             accounts=accounts,
             login=login,
             second_factor=second_factor,
             integrations=integrations,
+            devices=DeviceService(
+                database, audit, sessions, broker, clock,
+                max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
+            ),
         )

@@ -61,7 +61,7 @@ class AccountService:
         self._clock = clock
 
     async def create_tenant(self, slug: str, name: str, *, actor: Actor = ("system", None)) -> Tenant:
-        if not SLUG.match(slug):
+        if not SLUG.fullmatch(slug):
             raise InvalidRequest("tenant slugs are lowercase letters, digits and dashes", code="invalid_slug")
         tenant = Tenant(new_id(), slug, name.strip() or slug)
         try:
@@ -90,7 +90,7 @@ class AccountService:
     ) -> User:
         if role is Role.INTEGRATION:
             raise InvalidRequest("integration principals are created as integrations, not users", code="invalid_role")
-        if not USERNAME.match(username):
+        if not USERNAME.fullmatch(username):
             raise InvalidRequest("usernames are lowercase letters, digits, '.', '_' and '-'", code="invalid_username")
         check_policy(password, username=username)
         user_id, now = new_id(), self._clock.now()

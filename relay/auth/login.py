@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
 from relay.errors import Forbidden, InvalidRequest, Locked, TooManyRequests, Unauthenticated
 from relay.keys.keyring import Keyring
+from relay.keys.sealed_columns import TOTP_SECRET
 from relay.metrics import Metrics
 from relay.settings import Settings
 from relay.storage.database import Database
@@ -133,7 +135,8 @@ class LoginService:
 
     async def _limit_rate(self, client_address: str) -> None:
         window = int(self._clock.now().timestamp()) // RATE_WINDOW
-        address = hashlib.sha256(client_address.encode()).hexdigest()[:32]
+        address = hmac.new(self._keyring.audit_key, b"login-rate\x00" + client_address.encode(),
+                           hashlib.sha256).hexdigest()[:32]
         count = await self._ephemeral.increment(f"login-rate:{address}:{window}", RATE_WINDOW * 2)
         if count > self._rate:
             self._metrics.logins.labels("rate_limited").inc()
@@ -156,7 +159,7 @@ class LoginService:
             raise _Rejected("bad_recovery_code")
         if not credentials.totp_code:
             raise Unauthenticated("enter the code from your authenticator app", code="totp_required")
-        secret = self._keyring.open_sealed(user.totp_secret, f"users.totp_secret:{user.id}")
+        secret = self._keyring.open_sealed(user.totp_secret, TOTP_SECRET.context(user.id))
         step = matching_step(secret, credentials.totp_code, self._clock.now(), after_step=user.totp_last_step)
         if step is None:
             raise _Rejected("bad_totp")

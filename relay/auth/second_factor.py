@@ -25,14 +25,11 @@ from relay.auth.totp import (
 from relay.clock import Clock
 from relay.errors import Conflict, InvalidRequest
 from relay.keys.keyring import Keyring
+from relay.keys.sealed_columns import TOTP_SECRET
 from relay.storage.database import Database
 from relay.storage.tables import recovery_codes, tenants, users
 
 ISSUER = "Relay"
-
-
-def secret_context(user_id: str) -> str:
-    return f"users.totp_secret:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ class SecondFactorService:
                 raise Conflict("a second factor is already active; remove it first", code="totp_already_enabled")
             await connection.execute(
                 update(users).where(users.c.id == principal.id).values(
-                    totp_secret=self._keyring.seal(secret, secret_context(principal.id)), totp_last_step=None
+                    totp_secret=self._keyring.seal(secret, TOTP_SECRET.context(principal.id)), totp_last_step=None
                 )
             )
         account = f"{row.username}@{row.slug}"
@@ -76,7 +73,7 @@ class SecondFactorService:
                 raise Conflict("the second factor is already active", code="totp_already_enabled")
             if row.totp_secret is None:
                 raise InvalidRequest("start enrolment first", code="totp_not_started")
-            secret = self._keyring.open_sealed(row.totp_secret, secret_context(principal.id))
+            secret = self._keyring.open_sealed(row.totp_secret, TOTP_SECRET.context(principal.id))
             step = matching_step(secret, code, self._clock.now(), after_step=None)
             if step is None:
                 raise InvalidRequest("that code does not match; check the device's clock", code="invalid_totp")

@@ -1,4 +1,4 @@
-"""Middlewares: errors as JSON with a code, security headers, and coarse request metrics."""
+"""Middleware and signals: errors as JSON with a code, coarse request metrics, security headers."""
 
 from __future__ import annotations
 
@@ -36,22 +36,28 @@ def error_response(status: int, code: str, message: str, details: object = None)
     return web.Response(status=status, body=body.model_dump_json(exclude_none=True).encode(), content_type="application/json")
 
 
-def build_middlewares(metrics: Metrics, *, hsts_max_age: int | None) -> list[object]:
-    headers = security_headers(hsts_max_age=hsts_max_age)
-
+def build_middlewares(metrics: Metrics) -> list[object]:
     @web.middleware
-    async def secure(request: web.Request, handler: Next) -> web.StreamResponse:
+    async def answer(request: web.Request, handler: Next) -> web.StreamResponse:
         started = time.perf_counter()
         response = await _answer(request, handler)
         route = request.match_info.route.resource
         template = route.canonical if route is not None else "unmatched"
         metrics.observe_request(request.method, template, response.status, time.perf_counter() - started)
-        if not response.prepared:
-            response.headers.update(headers)
-            response.headers.setdefault("Cache-Control", NO_STORE)
         return response
 
-    return [secure]
+    return [answer]
+
+
+def install_security_headers(app: web.Application, *, hsts_max_age: int | None) -> None:
+    """Add the security headers as every response is prepared, streamed ones included."""
+    headers = security_headers(hsts_max_age=hsts_max_age)
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(headers)
+        response.headers.setdefault("Cache-Control", NO_STORE)
+
+    app.on_response_prepare.append(add_headers)
 
 
 async def _answer(request: web.Request, handler: Next) -> web.StreamResponse:

@@ -42,12 +42,12 @@ class Kek:
 
 
 class Keyring:
-    def __init__(self, path: Path, keks: list[Kek], active: str, audit_key: bytes, mtime_ns: int) -> None:
+    def __init__(self, path: Path, keks: list[Kek], active: str, audit_key: bytes, version: tuple[int, int]) -> None:
         self.path = path
         self._keks = {kek.id: kek for kek in keks}
         self._active = active
         self.audit_key = audit_key
-        self._mtime_ns = mtime_ns
+        self._version = version
 
     @classmethod
     def open(cls, path: Path, now: datetime) -> Keyring:
@@ -70,7 +70,7 @@ class Keyring:
         if document.get("format") != FORMAT:
             raise SettingsError(f"RELAY_KEY_FILE: {path} has an unknown format")
         keks = [Kek(item["id"], base64.b64decode(item["key"]), item["created_at"]) for item in document["keks"]]
-        return cls(path, keks, document["active"], base64.b64decode(document["audit_key"]), info.st_mtime_ns)
+        return cls(path, keks, document["active"], base64.b64decode(document["audit_key"]), _version(info))
 
     @property
     def active_id(self) -> str:
@@ -128,17 +128,22 @@ class Keyring:
         _write(self.path, _document(keks, audit_key=self.audit_key, active=active))
         self._keks = {kek.id: kek for kek in keks}
         self._active = active
-        self._mtime_ns = self.path.stat().st_mtime_ns
+        self._version = _version(self.path.stat())
 
     def _refresh(self, force: bool = False) -> None:
         """Pick up a rotation made by another process (``relay keys rotate`` on a live cluster)."""
         try:
-            mtime = self.path.stat().st_mtime_ns
+            version = _version(self.path.stat())
         except OSError:
             return
-        if force or mtime != self._mtime_ns:
+        if force or version != self._version:
             fresh = Keyring._load(self.path)
-            self._keks, self._active, self._mtime_ns = fresh._keks, fresh._active, fresh._mtime_ns
+            self._keks, self._active, self._version = fresh._keks, fresh._active, fresh._version
+
+
+def _version(info: os.stat_result) -> tuple[int, int]:
+    """Every save replaces the file, so a new inode (or mtime) means another process rotated."""
+    return info.st_ino, info.st_mtime_ns
 
 
 def _new_kek(now: datetime) -> Kek:

@@ -33,7 +33,7 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
     server = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=[],
+        cors_allowed_origins=None,
         max_http_buffer_size=settings.max_json_body,
         logger=False,
         engineio_logger=False,

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from relay.errors import SettingsError
 
+IMMEDIATE = "relay_sqlite_immediate"
 SUPPORTED_DRIVERS = {"sqlite+aiosqlite": "aiosqlite", "postgresql+asyncpg": "asyncpg"}
 
 
 class Database:
     """Owns the engine. ``transaction()`` is the only way to write.
 
-    SQLite allows one writer at a time; a process-wide lock serialises write transactions
-    there so a read-then-write (the audit chain head) never works on a stale snapshot.
-    PostgreSQL relies on row locks instead.
+    SQLite allows one writer at a time: write transactions start with BEGIN IMMEDIATE, so a
+    read-then-write (the audit chain head) never works on a stale snapshot even when a CLI
+    command writes beside a running server, and an in-process lock queues this process's
+    writers without spinning on SQLITE_BUSY. PostgreSQL relies on row locks instead.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -32,8 +35,10 @@ class Database:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         if self.is_sqlite:
-            async with self._write_lock, self.engine.begin() as connection:
-                yield connection
+            async with self._write_lock, self.engine.connect() as connection:
+                await connection.execution_options(**{IMMEDIATE: True})
+                async with connection.begin():
+                    yield connection
         else:
             async with self.engine.begin() as connection:
                 yield connection
@@ -64,6 +69,7 @@ def create_engine(url: str) -> AsyncEngine:
         if parsed.drivername.startswith("sqlite"):
             engine = create_async_engine(parsed, connect_args={"timeout": 30})
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return engine
         return create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
     except NoSuchModuleError:
@@ -71,7 +77,14 @@ def create_engine(url: str) -> AsyncEngine:
         raise SettingsError(f"RELAY_DATABASE_URL: driver not installed; pip install {module}") from None
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    """SQLAlchemy's documented recipe for taking over pysqlite's transaction handling."""
+    immediate = connection.get_execution_options().get(IMMEDIATE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -93,10 +106,16 @@ async def open_database(url: str) -> Database:
 
 def describe_connection_error(url: str, error: BaseException) -> str:
     parsed = make_url(url)
-    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}" if parsed.host is not None else str(parsed.database)
+    host = parsed.host
+    if host is None:
+        where = str(parsed.database)
+    else:
+        where = f"[{host}]:{parsed.port or 5432}" if ":" in host else f"{host}:{parsed.port or 5432}"
     cause = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
     if isinstance(cause, ConnectionRefusedError) or "Connect call failed" in str(cause):
         reason = "connection refused"
+    elif isinstance(cause, socket.gaierror):
+        reason = "host not found"
     elif isinstance(cause, asyncio.TimeoutError):
         reason = "timed out"
     else:

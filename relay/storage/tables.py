@@ -136,6 +136,7 @@ devices = Table(
     Column("rotated_at", UtcDateTime, nullable=True),
     Column("revoked_at", UtcDateTime, nullable=True),
     Index(None, "tenant_id", "owner_type", "owner_id"),
+    UniqueConstraint("tenant_id", "identity_key"),
 )
 
 one_time_keys = Table(

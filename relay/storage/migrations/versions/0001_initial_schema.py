@@ -62,7 +62,8 @@ def upgrade() -> None:
     sa.Column('rotated_at', relay.storage.tables.UtcDateTime(), nullable=True),
     sa.Column('revoked_at', relay.storage.tables.UtcDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_devices_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_devices'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_devices')),
+    sa.UniqueConstraint('tenant_id', 'identity_key', name=op.f('uq_devices_tenant_id_identity_key'))
     )
     with op.batch_alter_table('devices', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_devices_tenant_id_owner_type_owner_id'), ['tenant_id', 'owner_type', 'owner_id'], unique=False)

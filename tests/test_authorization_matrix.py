@@ -1,0 +1,127 @@
+"""Every declared route × every role × another tenant's objects.
+
+- Without a token every protected route answers 401.
+- A role the route does not admit gets 403 ``role_forbidden``; an admitted role never does.
+- Ids of another tenant's objects answer 404, exactly like unknown ids, and no answer to
+  tenant A ever carries one of tenant B's ids.
+
+A new route fails this test until it is given an example body below (when it takes one).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from relay.app import all_endpoints
+from relay.auth.principal import Role
+from relay.http.endpoint import Endpoint
+from tests.support.devices import DeviceKeys, integration_principal, register_device
+from tests.support.harness import PASSWORD, Relay
+from tests.support.integration import AdapterKey
+
+PROTECTED = [endpoint for endpoint in all_endpoints() if not endpoint.public]
+PUBLIC = {(e.method, e.path) for e in all_endpoints() if e.public}
+EXPECTED_PUBLIC = {
+    ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
+    ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/token"),
+}
+
+
+@dataclass
+class Tenant:
+    tokens: dict[Role, str]
+    ids: dict[str, str]
+
+
+@dataclass
+class World:
+    own: Tenant
+    other: Tenant
+
+    def path(self, endpoint: Endpoint, tenant: Tenant) -> str:
+        return endpoint.path.format(**tenant.ids)
+
+
+async def build_tenant(relay: Relay, slug: str) -> Tenant:
+    admin = await relay.account(f"admin-{slug}", Role.ADMIN, tenant=slug)
+    clinician = await relay.account(f"clinician-{slug}", Role.CLINICIAN, tenant=slug)
+    auditor = await relay.account(f"auditor-{slug}", Role.AUDITOR, tenant=slug)
+    integration_id, integration_token = await integration_principal(relay, admin, name=f"adapter-{slug}")
+    device = await register_device(relay, clinician.token, one_time_keys=3)
+    await register_device(relay, integration_token, name="adapter device")
+    return Tenant(
+        tokens={Role.ADMIN: admin.token, Role.CLINICIAN: clinician.token, Role.AUDITOR: auditor.token,
+                Role.INTEGRATION: integration_token},
+        ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": integration_id},
+    )
+
+
+EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
+    "reauth": lambda: {"password": PASSWORD},
+    "change_password": lambda: {"current_password": PASSWORD, "new_password": "another long passphrase"},
+    "confirm_totp": lambda: {"code": "000000"},
+    "create_user": lambda: {"username": f"u{secrets.token_hex(4)}", "display_name": "New", "role": "clinician",
+                            "password": PASSWORD},
+    "update_user": lambda: {"display_name": "Renamed"},
+    "create_integration": lambda: {"name": f"adapter-{secrets.token_hex(4)}",
+                                   "public_key_pem": AdapterKey.generate().public_pem},
+    "update_integration": lambda: {"disabled": False},
+    "register_device": lambda: DeviceKeys().registration(),
+    "rotate_encryption_key": lambda: DeviceKeys().encryption_upload(),
+    "upload_one_time_keys": lambda: {"one_time_keys": DeviceKeys().one_time_batch(2)},
+}
+
+
+def example_body(endpoint: Endpoint) -> dict[str, Any] | None:
+    if endpoint.body is None:
+        return None
+    name = endpoint.handler.__name__
+    assert name in EXAMPLES, f"give {endpoint.method} {endpoint.path} ({name}) an example body in this test"
+    return EXAMPLES[name]()
+
+
+async def call(relay: Relay, endpoint: Endpoint, path: str, token: str | None) -> tuple[int, str, str]:
+    response = await relay.call(endpoint.method, path, token=token, json=example_body(endpoint))
+    text = await response.text()
+    code = ""
+    if response.content_type == "application/json" and response.status >= 400:
+        code = (await response.json())["error"]["code"]
+    return response.status, code, text
+
+
+def test_only_the_intended_routes_are_public() -> None:
+    assert PUBLIC == EXPECTED_PUBLIC
+
+
+@pytest.mark.parametrize("endpoint", PROTECTED, ids=lambda e: f"{e.method} {e.path}")
+async def test_route_roles_and_tenants(relay: Relay, endpoint: Endpoint) -> None:
+    world = World(await build_tenant(relay, "general"), await build_tenant(relay, "elsewhere"))
+    assert endpoint.roles is not None
+    foreign_ids = set(world.other.ids.values())
+
+    status, code, _ = await call(relay, endpoint, world.path(endpoint, world.own), None)
+    assert status == 401, "no token"
+
+    refused = [role for role in Role if role not in endpoint.roles]
+    admitted = [role for role in Role if role in endpoint.roles]
+    for role in refused:
+        status, code, _ = await call(relay, endpoint, world.path(endpoint, world.own), world.own.tokens[role])
+        assert (status, code) == (403, "role_forbidden"), role
+
+    if "{" in endpoint.path:
+        for role in admitted:
+            status, code, text = await call(relay, endpoint, world.path(endpoint, world.other),
+                                            world.own.tokens[role])
+            assert status == 404, f"{role} reached another tenant's object: {status} {code}"
+            assert not any(foreign in text for foreign in foreign_ids)
+
+    for role in admitted:
+        status, code, text = await call(relay, endpoint, world.path(endpoint, world.own), world.own.tokens[role])
+        assert status != 401 and code != "role_forbidden", f"{role} was refused: {status} {code}"
+        assert status < 500
+        assert not any(foreign in text for foreign in foreign_ids), f"{role} saw another tenant's ids"
