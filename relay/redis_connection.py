@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -20,7 +21,21 @@ async def open_redis(url: str) -> Redis:
     except (RedisError, OSError, asyncio.TimeoutError) as error:
         await client.aclose()
         kwargs = client.connection_pool.connection_kwargs
-        where = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-        reason = "connection refused" if "refused" in str(error).lower() else (str(error) or "timed out")
-        raise SettingsError(f"RELAY_REDIS_URL: cannot connect to {where}: {reason}") from None
+        host = str(kwargs.get("host", "localhost"))
+        where = f"[{host}]:{kwargs.get('port', 6379)}" if ":" in host else f"{host}:{kwargs.get('port', 6379)}"
+        raise SettingsError(f"RELAY_REDIS_URL: cannot connect to {where}: {_reason(error)}") from None
     return client
+
+
+def _reason(error: BaseException) -> str:
+    """The root cause in a few words: redis-py wraps the socket error in its own."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host not found"
+        if isinstance(cause, (asyncio.TimeoutError, TimeoutError)):
+            return "timed out"
+        cause = cause.__cause__ or cause.__context__
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

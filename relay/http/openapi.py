@@ -12,6 +12,7 @@ from relay.http.endpoint import Endpoint
 from relay.http.schema import ErrorResponse
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+ERROR_REF = "#/components/responses/Error"
 _PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
 
 
@@ -20,17 +21,30 @@ def openapi_path(path: str) -> str:
     return _PARAM.sub(r"{\1}", path)
 
 
+def error_statuses(endpoint: Endpoint) -> list[int]:
+    """The 4xx statuses the dispatcher itself can answer for this endpoint, before its handler runs."""
+    statuses = []
+    if not endpoint.public:
+        statuses += [401, 403]
+    if _PARAM.search(endpoint.path):
+        statuses.append(404)
+    if endpoint.body is not None:
+        statuses += [413, 415]
+    if endpoint.body is not None or endpoint.query is not None:
+        statuses.append(422)
+    return sorted(statuses)
+
+
 def build_openapi(endpoints: list[Endpoint], *, version: str) -> dict[str, Any]:
     models: set[type[BaseModel]] = {ErrorResponse}
     for endpoint in endpoints:
-        models.update(m for m in (endpoint.body, endpoint.response) if m is not None)
+        models.update(m for m in (endpoint.body, endpoint.response, endpoint.query) if m is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
     refs, defs = models_json_schema(
         [(m, "validation") for m in ordered], ref_template=REF_TEMPLATE
     )
     schema_of = {model: refs[(model, "validation")] for model in ordered}
-    error = {"description": "An error with a machine-readable code",
-             "content": {"application/json": {"schema": schema_of[ErrorResponse]}}}
+    schemas = defs.get("$defs", {})
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         path = openapi_path(endpoint.path)
@@ -38,17 +52,19 @@ def build_openapi(endpoints: list[Endpoint], *, version: str) -> dict[str, Any]:
             "operationId": endpoint.handler.__name__,
             "summary": endpoint.summary,
             "tags": [endpoint.tag],
-            "responses": {"default": error},
+            "responses": {str(status): {"$ref": ERROR_REF} for status in error_statuses(endpoint)}
+            | {"default": {"$ref": ERROR_REF}},
+            "security": [] if endpoint.public else [{"bearer": []}],
         }
         parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in _PARAM.findall(endpoint.path)
         ]
         if endpoint.query is not None:
+            properties = schemas[schema_of[endpoint.query]["$ref"].rsplit("/", 1)[1]]["properties"]
             for name, field in endpoint.query.model_fields.items():
                 parameters.append({"name": name, "in": "query", "required": field.is_required(),
-                                   "description": field.description or "",
-                                   "schema": endpoint.query.model_json_schema()["properties"][name]})
+                                   "description": field.description or "", "schema": properties[name]})
         if parameters:
             operation["parameters"] = parameters
         if endpoint.body is not None:
@@ -63,7 +79,6 @@ def build_openapi(endpoints: list[Endpoint], *, version: str) -> dict[str, Any]:
             success["content"] = {endpoint.produces: {"schema": {"type": "string"}}}
         operation["responses"][str(endpoint.status)] = success
         if endpoint.roles is not None:
-            operation["security"] = [{"bearer": []}]
             operation["x-relay-roles"] = sorted(role.value for role in endpoint.roles)
         paths.setdefault(path, {})[endpoint.method.lower()] = operation
     return {
@@ -73,7 +88,9 @@ def build_openapi(endpoints: list[Endpoint], *, version: str) -> dict[str, Any]:
                                 "The relay only ever handles sealed envelopes."},
         "paths": paths,
         "components": {
-            "schemas": defs.get("$defs", {}),
+            "schemas": schemas,
+            "responses": {"Error": {"description": "An error with a machine-readable code",
+                                    "content": {"application/json": {"schema": schema_of[ErrorResponse]}}}},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "A session or integration access token"}},
         },

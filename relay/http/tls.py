@@ -28,10 +28,11 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
+    for setting, path in (("RELAY_TLS_CERT", cert), ("RELAY_TLS_KEY", key)):
+        if not path.is_file():
+            raise SettingsError(f"{setting}: {path} does not exist")
     try:
         context.load_cert_chain(cert, key)
-    except FileNotFoundError as error:
-        raise SettingsError(f"RELAY_TLS_CERT/RELAY_TLS_KEY: {error.filename} does not exist") from None
     except (ssl.SSLError, OSError) as error:
         raise SettingsError(f"RELAY_TLS_CERT/RELAY_TLS_KEY: cannot load the certificate and key: {error}") from None
     return context
