@@ -1,0 +1,1 @@
+"""Relay's Python client SDK. It never imports the server package ``relay``."""
