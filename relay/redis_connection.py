@@ -6,14 +6,23 @@ import asyncio
 import socket
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.errors import SettingsError
 
 
 async def open_redis(url: str) -> Redis:
+    """Connect and ping; commands retry briefly on a dropped connection (a Redis restart)."""
     try:
-        client = Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        client = Redis.from_url(
+            url, socket_connect_timeout=5, health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=2, base=0.05), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
     except ValueError as error:
         raise SettingsError(f"RELAY_REDIS_URL: {error}") from None
     try:

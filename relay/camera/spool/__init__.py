@@ -1,0 +1,1 @@
+"""The transient ciphertext spool: one contract, a filesystem and a Redis implementation."""

@@ -1,0 +1,290 @@
+"""The embedded spool: one 0600 file of ciphertext per object, named by its opaque id.
+
+Layout under the spool directory (0700), sharded by the id's first two hex digits:
+
+    ab/ab3f...e1            the object's bytes, exactly as appended
+    ab/ab3f...e1.deadline   its deadline, one ISO 8601 UTC line, replaced atomically
+
+The deadline file is written before the object's file is created and removed after it is
+deleted, so an object's bytes never exist without a deadline that ``sweep`` honours; a
+deadline file that cannot be read counts as expired. Every blocking call runs in a worker
+thread. Each append piece (check the size, write), deadline change and delete holds an
+exclusive ``flock`` on the object's file, so writers in any thread or process are serialised;
+appends fsync before they return. One process owning the directory is the supported setup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import io
+import os
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from relay.camera.spool.contract import (
+    OBJECT_ID,
+    Spool,
+    SpoolObjectExists,
+    SpoolObjectMissing,
+    SpoolOffsetMismatch,
+    check_deadline,
+    check_object_id,
+)
+from relay.clock import Clock
+
+DEFAULT_CHUNK_SIZE = 256 * 1024
+SHARD = re.compile(r"[0-9a-f]{2}")
+DEADLINE_SUFFIX = ".deadline"
+PENDING_SUFFIX = ".pending"
+
+
+class FilesystemSpool(Spool):
+    def __init__(self, directory: Path, clock: Clock, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+        self._directory = directory
+        self._clock = clock
+        self._chunk_size = chunk_size
+
+    async def create(self, object_id: str, *, expires_at: datetime) -> None:
+        paths = self._paths(object_id)
+        await asyncio.to_thread(paths.create, check_deadline(expires_at))
+
+    async def append(self, object_id: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        paths = self._paths(object_id)
+        descriptor = await asyncio.to_thread(paths.open_for_append, self._clock.now(), offset)
+        position = offset
+        try:
+            async for chunk in chunks:
+                position = await asyncio.to_thread(paths.write_at, descriptor, self._clock.now(), position, chunk)
+        finally:
+            await asyncio.to_thread(_sync_and_close, descriptor)
+        return position
+
+    async def size(self, object_id: str) -> int:
+        paths = self._paths(object_id)
+        return await asyncio.to_thread(paths.live_size, self._clock.now())
+
+    async def read(self, object_id: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        paths = self._paths(object_id)
+        handle, size = await asyncio.to_thread(paths.open_for_read, self._clock.now())
+        try:
+            stop = size if end is None else end
+            if not 0 <= start <= stop <= size:
+                raise ValueError(f"range [{start}, {stop}) is outside the object's {size} bytes")
+            position = start
+            while position < stop:
+                chunk = await asyncio.to_thread(_read_at, handle, position, min(self._chunk_size, stop - position))
+                position += len(chunk)
+                yield chunk
+        finally:
+            handle.close()
+
+    async def set_expiry(self, object_id: str, expires_at: datetime) -> None:
+        paths = self._paths(object_id)
+        await asyncio.to_thread(paths.move_deadline, self._clock.now(), check_deadline(expires_at))
+
+    async def delete(self, object_id: str) -> bool:
+        paths = self._paths(object_id)
+        return await asyncio.to_thread(paths.remove, None)
+
+    async def sweep(self, now: datetime) -> list[str]:
+        removed = []
+        for object_id in sorted(await asyncio.to_thread(self._stored_ids)):
+            if await asyncio.to_thread(self._paths(object_id).remove, now):
+                removed.append(object_id)
+        return removed
+
+    def _paths(self, object_id: str) -> _ObjectFiles:
+        check_object_id(object_id)
+        return _ObjectFiles(self._directory / object_id[:2], object_id)
+
+    def _stored_ids(self) -> set[str]:
+        ids = set()
+        for shard in self._directory.iterdir():
+            if SHARD.fullmatch(shard.name) is None or not shard.is_dir():
+                continue
+            for entry in shard.iterdir():
+                object_id = entry.name.split(".", 1)[0]
+                if OBJECT_ID.fullmatch(object_id) and object_id.startswith(shard.name):
+                    ids.add(object_id)
+        return ids
+
+
+class _ObjectFiles:
+    """One object's files and the blocking operations on them (run in worker threads)."""
+
+    def __init__(self, shard: Path, object_id: str) -> None:
+        self.shard = shard
+        self.data = shard / object_id
+        self.deadline = shard / (object_id + DEADLINE_SUFFIX)
+        self.pending = shard / (object_id + DEADLINE_SUFFIX + PENDING_SUFFIX)
+
+    def create(self, expires_at: datetime) -> None:
+        self.shard.mkdir(mode=0o700, exist_ok=True)
+        self.shard.chmod(0o700)
+        if self.data.exists() or self.deadline.exists():
+            raise SpoolObjectExists("an object with this id exists")
+        self._write_deadline(expires_at)
+        try:
+            descriptor = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise SpoolObjectExists("an object with this id exists") from None
+        try:
+            os.fchmod(descriptor, 0o600)
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        _sync_directory(self.shard)
+
+    def open_for_append(self, now: datetime, offset: int) -> int:
+        self._require_live(now)
+        try:
+            descriptor = os.open(self.data, os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise SpoolObjectMissing("no such object") from None
+        try:
+            with _exclusive(descriptor):
+                _check_position(descriptor, offset)
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor
+
+    def write_at(self, descriptor: int, now: datetime, position: int, chunk: bytes) -> int:
+        """Write ``chunk`` if the object is live and holds exactly ``position`` bytes."""
+        with _exclusive(descriptor):
+            self._require_live(now)
+            _check_position(descriptor, position)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(descriptor, view) :]
+        return position + len(chunk)
+
+    def open_for_read(self, now: datetime) -> tuple[io.FileIO, int]:
+        self._require_live(now)
+        try:
+            handle = io.FileIO(self.data, "rb")
+        except FileNotFoundError:
+            raise SpoolObjectMissing("no such object") from None
+        return handle, os.fstat(handle.fileno()).st_size
+
+    def live_size(self, now: datetime) -> int:
+        self._require_live(now)
+        try:
+            return self.data.stat().st_size
+        except FileNotFoundError:
+            raise SpoolObjectMissing("no such object") from None
+
+    def move_deadline(self, now: datetime, expires_at: datetime) -> None:
+        with self._locked_data() as descriptor:
+            if descriptor is None or os.fstat(descriptor).st_nlink == 0:
+                raise SpoolObjectMissing("no such object")
+            self._require_live(now)
+            self._write_deadline(expires_at)
+
+    def remove(self, due: datetime | None) -> bool:
+        """Remove every file of the object (only if its deadline is <= ``due``, when given)."""
+        with self._locked_data():
+            if due is not None:
+                deadline = self._read_deadline()
+                if deadline is not None and deadline > due:
+                    return False
+            existed = False
+            for path in (self.data, self.deadline):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    existed = True
+            self.pending.unlink(missing_ok=True)
+        if existed:
+            _sync_directory(self.shard)
+        return existed
+
+    @contextlib.contextmanager
+    def _locked_data(self) -> Iterator[int | None]:
+        """The object's file, opened and exclusively locked; None if there is none."""
+        try:
+            descriptor = os.open(self.data, os.O_RDONLY)
+        except FileNotFoundError:
+            descriptor = None
+        if descriptor is None:
+            yield None
+            return
+        try:
+            with _exclusive(descriptor):
+                yield descriptor
+        finally:
+            os.close(descriptor)
+
+    def _require_live(self, now: datetime) -> None:
+        deadline = self._read_deadline()
+        if deadline is None or deadline <= now:
+            raise SpoolObjectMissing("no such object, or past its deadline")
+
+    def _read_deadline(self) -> datetime | None:
+        """The stored deadline; None if there is none or it cannot be read (treated as expired)."""
+        try:
+            deadline = datetime.fromisoformat(self.deadline.read_text(encoding="ascii").strip())
+        except (FileNotFoundError, UnicodeDecodeError, ValueError):
+            return None
+        return deadline if deadline.tzinfo is not None else None
+
+    def _write_deadline(self, expires_at: datetime) -> None:
+        text = expires_at.astimezone(UTC).isoformat() + "\n"
+        descriptor = os.open(self.pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(descriptor, 0o600)
+            os.write(descriptor, text.encode("ascii"))
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(self.pending, self.deadline)
+        _sync_directory(self.shard)
+
+
+@contextlib.contextmanager
+def _exclusive(descriptor: int) -> Iterator[None]:
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def _check_position(descriptor: int, position: int) -> None:
+    status = os.fstat(descriptor)
+    if status.st_nlink == 0:
+        raise SpoolObjectMissing("the object was deleted")
+    if status.st_size != position:
+        raise SpoolOffsetMismatch(expected=status.st_size, given=position)
+
+
+def _read_at(handle: io.FileIO, position: int, length: int) -> bytes:
+    """Up to ``length`` bytes at ``position``, refusing an object deleted or cut short meanwhile."""
+    if os.fstat(handle.fileno()).st_nlink == 0:
+        raise SpoolObjectMissing("the object was deleted")
+    chunk = os.pread(handle.fileno(), length, position)
+    if not chunk:
+        raise SpoolObjectMissing("the object ended before the requested range")
+    return chunk
+
+
+def _sync_and_close(descriptor: int) -> None:
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
