@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from relay.http.dispatch import adapt
@@ -11,6 +13,9 @@ from relay.http.openapi import build_openapi
 from relay.accounts import routes as account_routes
 from relay.audit import routes as audit_routes
 from relay.auth import integration_routes, routes as auth_routes
+from relay.camera import blob_routes, upload_routes
+from relay.camera.expiry import sweeping
+from relay.camera.tus import install_tus_headers
 from relay.http import system_routes
 from relay.keys import routes as key_routes
 from relay.messaging.realtime import create_socket_server, mount
@@ -24,6 +29,8 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     integration_routes.routes,
     audit_routes.routes,
     key_routes.routes,
+    upload_routes.routes,
+    blob_routes.routes,
 )
 
 
@@ -37,10 +44,17 @@ def build_app(runtime: Runtime) -> web.Application:
         middlewares=build_middlewares(runtime.metrics), client_max_size=settings.max_json_body
     )
     install_security_headers(app, hsts_max_age=settings.hsts_max_age if settings.tls else None)
+    install_tus_headers(app)
     app[RUNTIME] = runtime
     endpoints = all_endpoints()
     for endpoint in endpoints:
         app.router.add_route(endpoint.method, endpoint.path, adapt(endpoint), name=endpoint.handler.__name__)
     app[system_routes.OPENAPI_KEY] = build_openapi(endpoints, version=system_routes.relay_version())
     mount(create_socket_server(runtime), app)
+
+    async def sweep_blobs(_: web.Application) -> AsyncIterator[None]:
+        async with sweeping(runtime.camera.sweeper, settings.blob_sweep_interval):
+            yield
+
+    app.cleanup_ctx.append(sweep_blobs)
     return app

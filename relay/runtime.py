@@ -19,6 +19,10 @@ from relay.auth.sessions import SessionService
 from relay.broker.contract import Broker
 from relay.broker.memory import MemoryBroker
 from relay.broker.redis import RedisBroker
+from relay.camera.service import Camera, build_camera
+from relay.camera.spool.contract import Spool
+from relay.camera.spool.filesystem import FilesystemSpool
+from relay.camera.spool.redis import RedisSpool
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
 from relay.ephemeral.memory import MemoryEphemeralStore
@@ -43,6 +47,7 @@ class Runtime:
     redis: Redis | None
     broker: Broker
     ephemeral: EphemeralStore
+    spool: Spool
     keyring: Keyring
     metrics: Metrics
     audit: AuditLog
@@ -53,6 +58,7 @@ class Runtime:
     second_factor: SecondFactorService
     integrations: IntegrationService
     devices: DeviceService
+    camera: Camera
 
     async def ready(self) -> dict[str, str]:
         """Each backend's state ("ok" or the error class), for /readyz; a silent backend times out."""
@@ -76,6 +82,14 @@ def prepare_data_dir(settings: Settings) -> None:
         raise SettingsError(f"RELAY_DATA_DIR: cannot create {settings.data_dir}: {error.strerror}") from None
 
 
+def open_filesystem_spool(settings: Settings, clock: Clock) -> FilesystemSpool:
+    try:
+        return FilesystemSpool(settings.effective_spool_dir, clock)
+    except OSError as error:
+        name = "RELAY_SPOOL_DIR" if settings.spool_dir else "RELAY_DATA_DIR"
+        raise SettingsError(f"{name}: cannot create {settings.effective_spool_dir}: {error.strerror}") from None
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtime]:
     """Connect to every backend (failing with an actionable SettingsError) and build the services.
@@ -97,8 +111,11 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
             stack.push_async_callback(redis.aclose)
             broker: Broker = RedisBroker(redis, settings.redis_namespace)
             ephemeral: EphemeralStore = RedisEphemeralStore(redis, settings.redis_namespace)
+            spool: Spool = RedisSpool(redis, settings.redis_namespace, clock)
         else:
             broker, ephemeral = MemoryBroker(), MemoryEphemeralStore(clock)
+            spool = open_filesystem_spool(settings, clock)
+        stack.push_async_callback(spool.close)
         await broker.start()
         stack.push_async_callback(broker.close)
         metrics = Metrics()
@@ -120,6 +137,7 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
             redis=redis,
             broker=broker,
             ephemeral=ephemeral,
+            spool=spool,
             keyring=keyring,
             metrics=metrics,
             audit=audit,
@@ -133,4 +151,5 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
                 database, audit, sessions, broker, clock,
                 max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
             ),
+            camera=build_camera(database, audit, spool, broker, clock, settings),
         )

@@ -37,8 +37,8 @@ class Settings(BaseModel):
     )
     redis_url: str | None = Field(
         None,
-        description="Redis URL (redis://host:6379/0) for the broker, rate limits and one-time tokens "
-        "shared by several nodes. Default: in-process.",
+        description="Redis URL (redis://host:6379/0) for the broker, the ciphertext spool, rate limits and "
+        "one-time tokens shared by several nodes. Default: in-process.",
     )
     redis_namespace: str = Field(
         "relay", pattern=r"^[a-z0-9_-]{1,32}$", description="Prefix of every Redis key and channel Relay uses."
@@ -47,6 +47,11 @@ class Settings(BaseModel):
         None,
         description="The server's key-encryption key file (created with mode 0600 on first run). "
         "Default: keys.json in the data directory. Every node of a cluster must share it.",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Directory of the filesystem spool holding sealed uploads in transit (embedded default; "
+        "with redis_url the spool is in Redis). Default: spool in the data directory.",
     )
     public_url: str | None = Field(
         None,
@@ -72,6 +77,19 @@ class Settings(BaseModel):
         200, ge=1, description="Most unclaimed one-time keys a device may hold on the server."
     )
     max_devices_per_user: int = Field(20, ge=1, description="Most active devices one user may register.")
+    max_upload_bytes: int = Field(
+        2147483648, ge=1024, le=1 << 40, description="Largest sealed upload (tus Upload-Length) accepted, in bytes."
+    )
+    upload_window: int = Field(
+        3600, ge=60, description="Seconds an incomplete upload may take before it expires and its bytes are purged."
+    )
+    photo_retention: int = Field(
+        259200, ge=60, description="Seconds a completed photo waits for its recipients before it is purged "
+        "(a tenant may set its own window)."
+    )
+    blob_sweep_interval: int = Field(
+        60, ge=1, le=3600, description="Seconds between sweeps that purge expired uploads and blobs past retention."
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
     @field_validator("database_url", "redis_url")
@@ -94,6 +112,10 @@ class Settings(BaseModel):
     @property
     def effective_key_file(self) -> Path:
         return self.key_file or self.data_dir / "keys.json"
+
+    @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
 
     @property
     def embedded_database(self) -> bool:

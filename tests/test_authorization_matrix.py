@@ -20,7 +20,8 @@ import pytest
 from relay.app import all_endpoints
 from relay.auth.principal import Role
 from relay.http.endpoint import Endpoint
-from tests.support.devices import DeviceKeys, integration_principal, register_device
+from tests.support.devices import DeviceKeys, register_device
+from tests.support.envelopes import adapter, create_upload, seal_photo, upload
 from tests.support.harness import PASSWORD, Relay
 from tests.support.integration import AdapterKey
 
@@ -28,8 +29,9 @@ PROTECTED = [endpoint for endpoint in all_endpoints() if not endpoint.public]
 PUBLIC = {(e.method, e.path) for e in all_endpoints() if e.public}
 EXPECTED_PUBLIC = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
-    ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/token"),
+    ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/token"), ("OPTIONS", "/api/v1/uploads"),
 }
+TUS_HEADERS = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}
 
 
 @dataclass
@@ -51,13 +53,16 @@ async def build_tenant(relay: Relay, slug: str) -> Tenant:
     admin = await relay.account(f"admin-{slug}", Role.ADMIN, tenant=slug)
     clinician = await relay.account(f"clinician-{slug}", Role.CLINICIAN, tenant=slug)
     auditor = await relay.account(f"auditor-{slug}", Role.AUDITOR, tenant=slug)
-    integration_id, integration_token = await integration_principal(relay, admin, name=f"adapter-{slug}")
+    emr = await adapter(relay, admin, name=f"adapter-{slug}")
     device = await register_device(relay, clinician.token, one_time_keys=3)
-    await register_device(relay, integration_token, name="adapter device")
+    on_device = await relay.login(clinician, device_id=device.id)
+    blob_id = await upload(relay, on_device, await seal_photo(device, [device], b"photo"))
+    created = await create_upload(relay, on_device, await seal_photo(device, [device], b"another"))
     return Tenant(
-        tokens={Role.ADMIN: admin.token, Role.CLINICIAN: clinician.token, Role.AUDITOR: auditor.token,
-                Role.INTEGRATION: integration_token},
-        ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": integration_id},
+        tokens={Role.ADMIN: admin.token, Role.CLINICIAN: on_device, Role.AUDITOR: auditor.token,
+                Role.INTEGRATION: emr.token},
+        ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": emr.integration_id,
+             "blob_id": blob_id, "upload_id": created.headers["Location"].rsplit("/", 1)[1]},
     )
 
 
@@ -74,6 +79,8 @@ EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "register_device": lambda: DeviceKeys().registration(),
     "rotate_encryption_key": lambda: DeviceKeys().encryption_upload(),
     "upload_one_time_keys": lambda: {"one_time_keys": DeviceKeys().one_time_batch(2)},
+    "reject_blob": lambda: {"reason": "patient_not_found"},
+    "set_photo_retention": lambda: {"seconds": 86400},
 }
 
 
@@ -86,12 +93,27 @@ def example_body(endpoint: Endpoint) -> dict[str, Any] | None:
 
 
 async def call(relay: Relay, endpoint: Endpoint, path: str, token: str | None) -> tuple[int, str, str]:
-    response = await relay.call(endpoint.method, path, token=token, json=example_body(endpoint))
-    text = await response.text()
+    """Call with the endpoint's example body; raw-body endpoints (tus, envelope heads) get an
+    empty body of their content type, and the tus endpoints the protocol's headers."""
+    headers = TUS_HEADERS if endpoint.tag == "uploads" else {}
+    if endpoint.raw_body is not None:
+        response = await relay.call(endpoint.method, path, token=token, data=b"",
+                                    headers=headers | {"Content-Type": endpoint.raw_body})
+    else:
+        response = await relay.call(endpoint.method, path, token=token, json=example_body(endpoint), headers=headers)
+    text = await response.text(errors="replace")
     code = ""
     if response.content_type == "application/json" and response.status >= 400:
-        code = (await response.json())["error"]["code"]
+        code = (await response.json())["error"]["code"] if text else role_forbidden_of(endpoint, response.status)
     return response.status, code, text
+
+
+def role_forbidden_of(endpoint: Endpoint, status: int) -> str:
+    """A HEAD answer has no body to carry its code: a 403 counts as role_forbidden. The world's
+    clinician and integration tokens are bound to devices, so an admitted role reaches the
+    handler and never gets a 403 for lacking one."""
+    assert endpoint.method == "HEAD", f"{endpoint.method} {endpoint.path} answered {status} without a body"
+    return "role_forbidden" if status == 403 else ""
 
 
 def test_only_the_intended_routes_are_public() -> None:

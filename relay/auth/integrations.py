@@ -23,7 +23,7 @@ from relay.ephemeral.contract import EphemeralStore
 from relay.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from relay.ids import new_id, token_hash
 from relay.storage.database import Database
-from relay.storage.tables import integrations
+from relay.storage.tables import devices, integrations
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = timedelta(minutes=5)
@@ -105,18 +105,35 @@ class IntegrationService:
                 await self._sessions.end_all(connection, principal_type=PrincipalType.INTEGRATION,
                                              principal_id=integration_id)
 
-    async def exchange(self, assertion: str) -> IssuedSession:
-        """Verify a client assertion and issue an access token; every failure is ``invalid_client``."""
+    async def exchange(self, assertion: str, *, device_id: str | None = None) -> IssuedSession:
+        """Verify a client assertion and issue an access token; every failure is ``invalid_client``.
+
+        With ``device_id`` (one of the integration's active devices, e.g. its EMR adapter's) the
+        token is bound to that device, as a user's login with a device is: it may then pull what
+        is addressed to the device and connect to socket.io."""
         claims, row = await self._verify(assertion)
+        if device_id is not None and not await self._owns_device(row, device_id):
+            await self._reject(row, "unknown_device")
+            raise InvalidRequest("that device is not one of this integration's active devices", code="unknown_device")
         async with self._database.transaction() as connection:
             issued = await self._sessions.issue(
                 connection, tenant_id=row.tenant_id, principal_type=PrincipalType.INTEGRATION,
-                principal_id=row.id, lifetime=self._token_lifetime,
+                principal_id=row.id, device_id=device_id, lifetime=self._token_lifetime,
             )
             await self._audit.record(connection, AuditAction.INTEGRATION_TOKEN, tenant_id=row.tenant_id,
                                      actor=("integration", row.id), object_type="session",
-                                     object_id=issued.session_id)
+                                     object_id=issued.session_id,
+                                     details={"device_id": device_id} if device_id else None)
         return issued
+
+    async def _owns_device(self, row: Any, device_id: str) -> bool:
+        async with self._database.read() as connection:
+            found = await connection.scalar(select(devices.c.id).where(
+                devices.c.id == device_id, devices.c.tenant_id == row.tenant_id,
+                devices.c.owner_type == PrincipalType.INTEGRATION.value, devices.c.owner_id == row.id,
+                devices.c.revoked_at.is_(None),
+            ))
+        return found is not None
 
     async def _verify(self, assertion: str) -> tuple[dict[str, Any], Any]:
         try:

@@ -77,6 +77,8 @@ class TokenRequest(RequestBody):
     client_assertion_type: str
     client_assertion: str = Field(min_length=1, max_length=8192)
     scope: str | None = Field(None, max_length=1024)
+    device_id: str | None = Field(None, min_length=32, max_length=32,
+                                  description="Bind the token to one of the integration's devices (its adapter).")
 
 
 class AccessToken(ResponseBody):
@@ -122,7 +124,7 @@ async def token(call: Call[TokenRequest]) -> AccessToken:
     if body.client_assertion_type != ASSERTION_TYPE:
         raise InvalidRequest(f"client_assertion_type must be {ASSERTION_TYPE}", code="invalid_request")
     runtime = call.request.app[RUNTIME]
-    issued = await runtime.integrations.exchange(body.client_assertion)
+    issued = await runtime.integrations.exchange(body.client_assertion, device_id=body.device_id)
     lifetime = runtime.settings.integration_token_lifetime
     return AccessToken(access_token=issued.token, token_type="bearer", expires_in=lifetime,
                        scope=body.scope or "system/*.read")

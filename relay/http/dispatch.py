@@ -41,6 +41,9 @@ def adapt(endpoint: Endpoint) -> Any:
             body = _validate_query(endpoint.query, request)
         if endpoint.body is not None:
             body = await _read_body(endpoint, request, runtime.settings.max_json_body)
+        elif endpoint.raw_body is not None:
+            if request.content_type != endpoint.raw_body:
+                raise UnsupportedMediaType(f"send the body as {endpoint.raw_body}")
         elif request.can_read_body and request.content_length:
             raise InvalidRequest("this endpoint takes no request body", code="unexpected_body")
         result = await endpoint.handler(Call(request, principal, body))

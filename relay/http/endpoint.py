@@ -49,6 +49,7 @@ class Endpoint:
     body_type: str = "application/json"
     produces: str = "application/json"
     query: type[BaseModel] | None = None
+    raw_body: str | None = None
 
     @property
     def public(self) -> bool:
@@ -75,10 +76,15 @@ class RouteTable:
         body_type: str = "application/json",
         produces: str = "application/json",
         query: type[BaseModel] | None = None,
+        raw_body: str | None = None,
     ) -> Callable[[Handler], Handler]:
+        """``raw_body`` names the content type of a request body the handler streams itself
+        from ``call.request.content`` (uploads); ``body`` is then None."""
+
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, handler, summary, self.tag, roles, body, response, status, body_type, produces, query)
+                Endpoint(method, path, handler, summary, self.tag, roles, body, response, status, body_type, produces,
+                         query, raw_body)
             )
             return handler
 
@@ -98,3 +104,9 @@ class RouteTable:
 
     def delete(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
         return self.route("DELETE", path, **kwargs)
+
+    def head(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("HEAD", path, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("OPTIONS", path, **kwargs)

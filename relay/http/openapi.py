@@ -28,7 +28,7 @@ def error_statuses(endpoint: Endpoint) -> list[int]:
         statuses += [401, 403]
     if _PARAM.search(endpoint.path):
         statuses.append(404)
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.raw_body is not None:
         statuses += [413, 415]
     if endpoint.body is not None or endpoint.query is not None:
         statuses.append(422)
@@ -71,6 +71,11 @@ def build_openapi(endpoints: list[Endpoint], *, version: str) -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": True,
                 "content": {endpoint.body_type: {"schema": schema_of[endpoint.body]}},
+            }
+        elif endpoint.raw_body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {endpoint.raw_body: {"schema": {"type": "string", "format": "binary"}}},
             }
         success: dict[str, Any] = {"description": endpoint.summary}
         if endpoint.response is not None:

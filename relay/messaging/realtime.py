@@ -60,7 +60,19 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
             await server.disconnect(sid[0] if isinstance(sid, tuple) else sid, namespace=NAMESPACE)
 
     runtime.broker.subscribe(DEVICE_REVOKED, on_device_revoked)
+    runtime.camera.notifier.attach(SocketDeviceChannel(server))
     return server
+
+
+class SocketDeviceChannel:
+    """The camera relay's DeviceChannel: an emit to the device's room, which the Redis manager
+    carries to whichever node holds the device's socket."""
+
+    def __init__(self, server: socketio.AsyncServer) -> None:
+        self._server = server
+
+    async def to_device(self, device_id: str, event: str, payload: dict[str, Any]) -> None:
+        await self._server.emit(event, payload, room=device_room(device_id), namespace=NAMESPACE)
 
 
 def mount(server: socketio.AsyncServer, app: web.Application) -> None:

@@ -61,6 +61,7 @@ tenants = Table(
     Column("slug", String(63), nullable=False, unique=True),
     Column("name", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("photo_retention_seconds", Integer, nullable=True),
 )
 
 users = Table(
@@ -148,6 +149,50 @@ one_time_keys = Table(
     Column("public_key", LargeBinary(32), nullable=False),
     Column("signature", LargeBinary(64), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("sender_type", String(16), nullable=False),
+    Column("sender_id", ID, nullable=False),
+    Column("sender_device_id", ID, nullable=False),
+    Column("envelope_id", ID, nullable=True),
+    Column("length", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("received", BigInteger, nullable=False, default=0),
+    Column("state", String(16), nullable=False),
+    Column("head_length", Integer, nullable=True),
+    Column("replacement_head_id", ID, nullable=True),
+    Column("replacement_head_length", Integer, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("retention_until", UtcDateTime, nullable=True),
+    Column("purged_at", UtcDateTime, nullable=True),
+    Column("purge_reason", String(32), nullable=True),
+    Index(None, "tenant_id", "sender_id"),
+    Index(None, "state", "expires_at"),
+    Index(None, "state", "retention_until"),
+)
+
+blob_recipients = Table(
+    "blob_recipients",
+    metadata,
+    Column("blob_id", ID, ForeignKey("blobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("notified_at", UtcDateTime, nullable=True),
+    Column("downloaded_at", UtcDateTime, nullable=True),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Column("rejected_at", UtcDateTime, nullable=True),
+    Column("reject_reason", String(32), nullable=True),
+    Column("purged_at", UtcDateTime, nullable=True),
+    Column("purge_reason", String(32), nullable=True),
+    Index(None, "tenant_id", "device_id"),
 )
 
 audit_events = Table(

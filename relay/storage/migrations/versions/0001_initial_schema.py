@@ -45,9 +45,38 @@ def upgrade() -> None:
     sa.Column('slug', sa.String(length=63), nullable=False),
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('photo_retention_seconds', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('slug', name=op.f('uq_tenants_slug'))
     )
+    op.create_table('blobs',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('sender_type', sa.String(length=16), nullable=False),
+    sa.Column('sender_id', sa.String(length=32), nullable=False),
+    sa.Column('sender_device_id', sa.String(length=32), nullable=False),
+    sa.Column('envelope_id', sa.String(length=32), nullable=True),
+    sa.Column('length', sa.BigInteger(), nullable=False),
+    sa.Column('sha256', sa.String(length=64), nullable=False),
+    sa.Column('received', sa.BigInteger(), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('head_length', sa.Integer(), nullable=True),
+    sa.Column('replacement_head_id', sa.String(length=32), nullable=True),
+    sa.Column('replacement_head_length', sa.Integer(), nullable=True),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('completed_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('expires_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('retention_until', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('purged_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('purge_reason', sa.String(length=32), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_blobs_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_blobs'))
+    )
+    with op.batch_alter_table('blobs', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_blobs_state_expires_at'), ['state', 'expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_blobs_state_retention_until'), ['state', 'retention_until'], unique=False)
+        batch_op.create_index(batch_op.f('ix_blobs_tenant_id_sender_id'), ['tenant_id', 'sender_id'], unique=False)
+
     op.create_table('devices',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('tenant_id', sa.String(length=32), nullable=False),
@@ -120,6 +149,25 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('tenant_id', 'username', name=op.f('uq_users_tenant_id_username'))
     )
+    op.create_table('blob_recipients',
+    sa.Column('blob_id', sa.String(length=32), nullable=False),
+    sa.Column('device_id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('added_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('notified_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('downloaded_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('acknowledged_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('rejected_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('reject_reason', sa.String(length=32), nullable=True),
+    sa.Column('purged_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('purge_reason', sa.String(length=32), nullable=True),
+    sa.ForeignKeyConstraint(['blob_id'], ['blobs.id'], name=op.f('fk_blob_recipients_blob_id_blobs'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_blob_recipients_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('blob_id', 'device_id', name=op.f('pk_blob_recipients'))
+    )
+    with op.batch_alter_table('blob_recipients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_blob_recipients_tenant_id_device_id'), ['tenant_id', 'device_id'], unique=False)
+
     op.create_table('one_time_keys',
     sa.Column('device_id', sa.String(length=32), nullable=False),
     sa.Column('key_id', sa.String(length=64), nullable=False),
@@ -152,6 +200,10 @@ def downgrade() -> None:
 
     op.drop_table('recovery_codes')
     op.drop_table('one_time_keys')
+    with op.batch_alter_table('blob_recipients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_blob_recipients_tenant_id_device_id'))
+
+    op.drop_table('blob_recipients')
     op.drop_table('users')
     with op.batch_alter_table('sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sessions_principal_type_principal_id'))
@@ -166,6 +218,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_devices_tenant_id_owner_type_owner_id'))
 
     op.drop_table('devices')
+    with op.batch_alter_table('blobs', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_blobs_tenant_id_sender_id'))
+        batch_op.drop_index(batch_op.f('ix_blobs_state_retention_until'))
+        batch_op.drop_index(batch_op.f('ix_blobs_state_expires_at'))
+
+    op.drop_table('blobs')
     op.drop_table('tenants')
     op.drop_table('audit_head')
     with op.batch_alter_table('audit_events', schema=None) as batch_op:

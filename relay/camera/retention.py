@@ -1,0 +1,45 @@
+"""How long a completed photo waits for its recipients: the tenant's own window, else the
+server's ``photo_retention`` setting. Changing it affects blobs completed afterwards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from relay.audit.actions import AuditAction
+from relay.audit.log import AuditLog
+from relay.auth.principal import Principal
+from relay.storage.database import Database
+from relay.storage.tables import tenants
+
+MIN_RETENTION = 60
+MAX_RETENTION = 90 * 24 * 3600
+
+
+class RetentionPolicy:
+    def __init__(self, database: Database, audit: AuditLog, *, default_seconds: int) -> None:
+        self._database = database
+        self._audit = audit
+        self.default_seconds = default_seconds
+
+    async def window(self, connection: AsyncConnection, tenant_id: str) -> timedelta:
+        own = await connection.scalar(select(tenants.c.photo_retention_seconds).where(tenants.c.id == tenant_id))
+        return timedelta(seconds=own if own is not None else self.default_seconds)
+
+    async def tenant_seconds(self, tenant_id: str) -> int | None:
+        """The tenant's own window in seconds, None when it uses the server's default."""
+        async with self._database.read() as connection:
+            return await connection.scalar(select(tenants.c.photo_retention_seconds).where(tenants.c.id == tenant_id))
+
+    async def set(self, principal: Principal, seconds: int | None) -> None:
+        """Give the caller's tenant its own window (None: back to the server's default)."""
+        async with self._database.transaction() as connection:
+            await connection.execute(
+                update(tenants).where(tenants.c.id == principal.tenant_id).values(photo_retention_seconds=seconds)
+            )
+            await self._audit.record(
+                connection, AuditAction.PHOTO_RETENTION_SET, tenant_id=principal.tenant_id, actor=principal.actor,
+                object_type="tenant", object_id=principal.tenant_id, details={"seconds": seconds},
+            )
