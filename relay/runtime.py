@@ -151,5 +151,5 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
                 database, audit, sessions, broker, clock,
                 max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
             ),
-            camera=build_camera(database, audit, spool, broker, clock, settings),
+            camera=build_camera(database, audit, spool, broker, ephemeral, clock, settings),
         )

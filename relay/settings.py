@@ -80,6 +80,9 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(
         2147483648, ge=1024, le=1 << 40, description="Largest sealed upload (tus Upload-Length) accepted, in bytes."
     )
+    upload_rate_per_minute: int = Field(
+        120, ge=1, description="Uploads one device may start per minute; more are refused with 429."
+    )
     upload_window: int = Field(
         3600, ge=60, description="Seconds an incomplete upload may take before it expires and its bytes are purged."
     )

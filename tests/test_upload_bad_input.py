@@ -125,6 +125,19 @@ async def test_a_hash_mismatch_discards_the_upload_and_notifies_no_one(relay: Re
         "blob.upload_created", "blob.upload_refused"]
 
 
+async def test_a_hash_mismatch_in_a_single_patch_upload_is_caught_too(relay: Relay) -> None:
+    """One PATCH from byte 0 is hashed as it streams (no read-back): the check still holds."""
+    alice, bob = await member(relay, "alice"), await member(relay, "bob")
+    envelope = await seal_photo(alice.device, [bob.device], os.urandom(20_000))
+    wrong = {"Upload-Metadata": "sha256 " + base64.b64encode(hashlib.sha256(b"other").hexdigest().encode()).decode()}
+    location = (await create_upload(relay, alice.token, envelope, **wrong)).headers["Location"]
+
+    response = await patch(relay, alice.token, location, 0, envelope)
+    assert await code_of(response) == (460, "sha256_mismatch")
+    assert not await spool_holds(relay, location.rsplit("/", 1)[1])
+    assert (await (await relay.call("GET", "/api/v1/blobs", token=bob.token)).json())["blobs"] == []
+
+
 async def test_envelopes_the_sender_may_not_send_are_refused_before_the_body(relay: Relay) -> None:
     alice, bob, carol = await member(relay, "alice"), await member(relay, "bob"), await member(relay, "carol")
     outsider = await member(relay, "mallory", tenant="elsewhere")

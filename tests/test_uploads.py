@@ -25,7 +25,9 @@ from tests.support.envelopes import (
     seal_photo,
     spool_holds,
 )
-from tests.support.harness import Relay
+from tests.conftest import SettingsFactory
+from tests.support.clock import ManualClock
+from tests.support.harness import Relay, running_relay
 
 
 class Sha256Uploader(AsyncUploader):
@@ -168,3 +170,18 @@ async def test_an_upload_expires_after_its_window(relay: Relay) -> None:
     assert head.status == 410
     late = await patch(relay, alice.token, location, 5000, envelope[5000:])
     assert (late.status, (await late.json())["error"]["code"]) == (410, "upload_expired")
+
+
+async def test_uploads_are_rate_limited_per_device(make_settings: SettingsFactory, clock: ManualClock) -> None:
+    async with running_relay(make_settings(upload_rate_per_minute=3), clock) as relay:
+        alice, bob = await member(relay, "alice"), await member(relay, "bob")
+        envelope = await seal_photo(alice.device, [bob.device], b"photo")
+        statuses = [(await create_upload(relay, alice.token, envelope)).status for _ in range(3)]
+        assert statuses == [201, 201, 201]
+        refused = await create_upload(relay, alice.token, envelope)
+        assert refused.status == 429 and (await refused.json())["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["Retry-After"]) <= 60
+        other = await seal_photo(bob.device, [alice.device], b"photo")
+        assert (await create_upload(relay, bob.token, other)).status == 201, "another device has its own count"
+        clock.advance(60)
+        assert (await create_upload(relay, alice.token, envelope)).status == 201

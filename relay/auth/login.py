@@ -19,6 +19,7 @@ from relay.auth.sessions import IssuedSession, SessionService
 from relay.auth.totp import matching_step, recovery_code_hash
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
+from relay.ephemeral.rate_limit import RateLimit
 from relay.errors import Forbidden, InvalidRequest, Locked, TooManyRequests, Unauthenticated
 from relay.keys.keyring import Keyring
 from relay.keys.sealed_columns import TOTP_SECRET
@@ -62,7 +63,8 @@ class LoginService:
         self._metrics = metrics
         self._max_failures = settings.login_max_failures
         self._lockout = timedelta(seconds=settings.login_lockout)
-        self._rate = settings.login_rate_per_minute
+        self._rate = RateLimit(ephemeral, clock, name="login-rate", limit=settings.login_rate_per_minute,
+                               window=RATE_WINDOW, message="too many login attempts from this address; wait a minute")
         self._reauth_window = timedelta(seconds=settings.reauth_window)
 
     async def login(self, credentials: Credentials, *, client_address: str) -> IssuedSession:
@@ -134,14 +136,13 @@ class LoginService:
             raise Forbidden("re-authenticate first (POST /api/v1/auth/reauth)", code="reauth_required")
 
     async def _limit_rate(self, client_address: str) -> None:
-        window = int(self._clock.now().timestamp()) // RATE_WINDOW
         address = hmac.new(self._keyring.audit_key, b"login-rate\x00" + client_address.encode(),
                            hashlib.sha256).hexdigest()[:32]
-        count = await self._ephemeral.increment(f"login-rate:{address}:{window}", RATE_WINDOW * 2)
-        if count > self._rate:
+        try:
+            await self._rate.hit(address)
+        except TooManyRequests:
             self._metrics.logins.labels("rate_limited").inc()
-            raise TooManyRequests("too many login attempts from this address; wait a minute",
-                                  retry_after=RATE_WINDOW - int(self._clock.now().timestamp()) % RATE_WINDOW)
+            raise
 
     async def _second_factor(self, connection: AsyncConnection, user: Any, credentials: Credentials) -> None:
         """Check the TOTP or recovery code inside ``connection``'s transaction; raises _Rejected."""

@@ -16,6 +16,8 @@ from relay.camera.retention import RetentionPolicy
 from relay.camera.spool.contract import Spool
 from relay.camera.uploads import UploadService
 from relay.clock import Clock
+from relay.ephemeral.contract import EphemeralStore
+from relay.ephemeral.rate_limit import RateLimit
 from relay.settings import Settings
 from relay.storage.database import Database
 
@@ -30,19 +32,21 @@ class Camera:
     sweeper: BlobSweeper
 
 
-def build_camera(database: Database, audit: AuditLog, spool: Spool, broker: Broker, clock: Clock,
-                 settings: Settings) -> Camera:
+def build_camera(database: Database, audit: AuditLog, spool: Spool, broker: Broker, ephemeral: EphemeralStore,
+                 clock: Clock, settings: Settings) -> Camera:
     """Build the services and subscribe the sweeper to device revocations."""
     notifier = DeviceNotifier()
     purger = Purger(database, audit, spool, clock)
     announcer = Announcer(database, audit, notifier, clock)
     retention = RetentionPolicy(database, audit, default_seconds=settings.photo_retention)
     sweeper = BlobSweeper(database, audit, spool, clock, purger)
+    upload_rate = RateLimit(ephemeral, clock, name="upload-rate", limit=settings.upload_rate_per_minute, window=60,
+                            message="too many uploads from this device; wait a minute")
     broker.subscribe(DEVICE_REVOKED, sweeper.device_revoked)
     return Camera(
         notifier=notifier,
         retention=retention,
-        uploads=UploadService(database, audit, spool, clock, purger, announcer, retention,
+        uploads=UploadService(database, audit, spool, clock, purger, announcer, retention, upload_rate,
                               max_bytes=settings.max_upload_bytes, window_seconds=settings.upload_window),
         delivery=DeliveryService(database, audit, spool, clock, purger),
         heads=HeadService(database, audit, spool, clock, announcer),

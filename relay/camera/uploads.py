@@ -7,13 +7,15 @@ completion, which turns an upload into a blob waiting for its recipients.
   or a length that disagrees with Upload-Length refuse the upload and delete its bytes.
 - A PATCH with Upload-Checksum is written to a staging object first and copied into the upload
   only once its digest matched, so a mismatch (460) leaves the offset where it was.
-- On completion the whole ciphertext is read back once from the spool to check the declared
-  SHA-256. Reading back (rather than keeping a running hash between PATCHes) works whichever
-  node received which PATCH, and costs one sequential read of the blob.
+- On completion the declared SHA-256 is checked. When one PATCH carried the whole upload from
+  byte 0, its bytes were hashed as they streamed in; otherwise the stored ciphertext is read
+  back once from the spool (rather than keeping a running hash between PATCHes, which would
+  tie an upload to the node that holds the hash state).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterable, AsyncIterator
@@ -40,6 +42,7 @@ from relay.camera.records import Blob, BlobState, PurgeReason, blob_of, load_blo
 from relay.camera.retention import RetentionPolicy
 from relay.camera.spool.contract import Spool, SpoolObjectMissing, SpoolOffsetMismatch
 from relay.clock import Clock
+from relay.ephemeral.rate_limit import RateLimit
 from relay.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
 from relay.ids import new_id
 from relay.keys.routing_view import (
@@ -83,7 +86,7 @@ def device_of(principal: Principal) -> str:
 class UploadService:
     def __init__(
         self, database: Database, audit: AuditLog, spool: Spool, clock: Clock, purger: Purger,
-        announcer: Announcer, retention: RetentionPolicy, *, max_bytes: int, window_seconds: int,
+        announcer: Announcer, retention: RetentionPolicy, rate: RateLimit, *, max_bytes: int, window_seconds: int,
     ) -> None:
         self._database = database
         self._audit = audit
@@ -92,11 +95,13 @@ class UploadService:
         self._purger = purger
         self._announcer = announcer
         self._retention = retention
+        self._rate = rate
         self.max_bytes = max_bytes
         self.window = timedelta(seconds=window_seconds)
 
     async def create(self, principal: Principal, *, length: int, sha256: str) -> UploadState:
         device_id = device_of(principal)
+        await self._rate.hit(device_id)
         if length > self.max_bytes:
             raise PayloadTooLarge(f"uploads are limited to {self.max_bytes} bytes", code="upload_too_large",
                                   details={"max": self.max_bytes})
@@ -142,12 +147,13 @@ class UploadService:
             raise PayloadTooLarge(f"this PATCH would pass Upload-Length by {content_length - room} bytes",
                                   code="exceeds_upload_length")
         watch = None if blob.head_length is not None else HeadWatch(await self._prefix(blob, current))
+        whole = WholeDigest() if offset == 0 else None
+        body = _limited(chunks, room) if whole is None else whole.hashing(_limited(chunks, room))
         try:
             if checksum is None:
-                size = await self._spool.append(blob.id, offset, self._watched(_limited(chunks, room), watch, blob,
-                                                                               principal))
+                size = await self._spool.append(blob.id, offset, self._watched(body, watch, blob, principal))
             else:
-                size = await self._append_checked(blob, offset, _limited(chunks, room), checksum, watch, principal)
+                size = await self._append_checked(blob, offset, body, checksum, watch, principal)
         except HEAD_REFUSALS as refusal:
             await self._refuse(blob, principal, refusal.code)
             raise
@@ -164,7 +170,7 @@ class UploadService:
         if watch is not None and watch.view is None:
             await self._refuse(blob, principal, MalformedEnvelope.code)
             raise MalformedEnvelope("not a well-formed sealed envelope: it ends inside its head")
-        await self._complete(blob, principal)
+        await self._complete(blob, principal, whole.hexdigest() if whole is not None else None)
         return UploadState(blob.id, size, blob.length, blob.expires_at, True)
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
@@ -268,15 +274,21 @@ class UploadService:
         await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.REFUSED, action=AuditAction.UPLOAD_REFUSED,
                                  actor=principal.actor, details={"code": code})
 
-    async def _complete(self, blob: Blob, principal: Principal) -> None:
+    async def _complete(self, blob: Blob, principal: Principal, streamed_sha256: str | None) -> None:
+        """Check the declared SHA-256 and hand the blob to its recipients.
+
+        ``streamed_sha256`` is the digest of a PATCH that carried the whole upload from byte 0
+        through this node; otherwise the stored ciphertext is read back once to hash it.
+        """
         async with self._database.read() as connection:
             head_length = await connection.scalar(select(blobs.c.head_length).where(blobs.c.id == blob.id))
-        digest, head = hashlib.sha256(), bytearray()
-        async for chunk in self._spool.read(blob.id):
-            digest.update(chunk)
-            if len(head) < head_length:
-                head += chunk[: head_length - len(head)]
-        if not hmac.compare_digest(digest.hexdigest(), blob.sha256):
+        if streamed_sha256 is None:
+            digest = hashlib.sha256()
+            async for chunk in self._spool.read(blob.id):
+                await asyncio.to_thread(digest.update, chunk)
+            streamed_sha256 = digest.hexdigest()
+        head = b"".join([chunk async for chunk in self._spool.read(blob.id, 0, head_length)])
+        if not hmac.compare_digest(streamed_sha256, blob.sha256):
             await self._refuse(blob, principal, "sha256_mismatch")
             raise ChecksumMismatch("the upload does not match the SHA-256 declared for it; it was discarded",
                                    code="sha256_mismatch")
@@ -320,6 +332,22 @@ class UploadService:
         if not changed.rowcount:
             raise Gone("this upload ended while it completed", code="upload_gone")
         return blob_of((await connection.execute(select(blobs).where(blobs.c.id == blob.id))).one())
+
+
+class WholeDigest:
+    """SHA-256 of the bytes a PATCH streams from offset 0, computed off the event loop
+    (hashlib releases the GIL) while the next bytes arrive."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    async def hashing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            await asyncio.to_thread(self._digest.update, chunk)
+            yield chunk
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
 
 
 async def _limited(chunks: AsyncIterable[bytes], room: int) -> AsyncIterator[bytes]:
