@@ -248,9 +248,9 @@ async def run(args: argparse.Namespace) -> None:
         before = rss_now_kib(relay.pid)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             seconds = await relay_round_trip(http, relay_url, pairs[0], big, digest)
-        growth = (rss_peak_kib(relay.pid) - before) / 1024
-        print(f"{args.big_mib} MiB through the relay in {seconds:.1f} s; relay peak RSS growth {growth:.1f} MiB "
-              f"(target <= 64 MiB)")
+        peak = rss_peak_kib(relay.pid)
+        print(f"{args.big_mib} MiB through the relay in {seconds:.1f} s; relay RSS {before / 1024:.1f} MiB before, "
+              f"peak {peak / 1024:.1f} MiB: growth {(peak - before) / 1024:.1f} MiB (target <= 64 MiB)")
     finally:
         for process in (relay, bare):
             process.terminate()
