@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import shutil
 import signal
 import sys
 import time
@@ -18,8 +17,6 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio
-from redis.exceptions import BusyLoadingError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from relay.camera.spool.contract import SpoolObjectMissing
 from relay.camera.spool.filesystem import FilesystemSpool
@@ -27,7 +24,11 @@ from relay.camera.spool.redis import DEFAULT_GRACE, RedisSpool
 from relay.ids import new_id
 from tests.support.backends import BACKENDS
 from tests.support.clock import ManualClock
-from tests.support.harness import free_port
+from tests.support.redis_server import (
+    NO_PERSISTENCE,
+    ThrowawayRedis,
+    throwaway_redis_servers,
+)
 
 MiB = 1024 * 1024
 STREAM = hashlib.shake_256(b"sealed upload").digest(8 * MiB)
@@ -124,53 +125,10 @@ async def test_a_relay_killed_mid_upload_loses_nothing_acknowledged_and_the_uplo
     assert await restarted.sweep(clock.now()) == [object_id]
 
 
-class ThrowawayRedis:
-    """A redis-server of our own on a free port, stopped and started by its process id."""
-
-    def __init__(self, directory: Path, *persistence: str) -> None:
-        executable = shutil.which("redis-server")
-        assert executable, "these tests start their own Redis: install redis-server (Debian package redis-server)"
-        directory.mkdir()
-        self.port = free_port()
-        self.command = [
-            executable, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory),
-            "--save", "", "--logfile", "", *persistence,
-        ]
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(*self.command, stdout=asyncio.subprocess.DEVNULL)
-        probe = redis.asyncio.Redis.from_url(self.url)
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            while True:
-                try:
-                    await probe.ping()
-                    return
-                except (RedisConnectionError, BusyLoadingError):
-                    if time.monotonic() > deadline or self.process.returncode is not None:
-                        raise
-                    await asyncio.sleep(0.05)
-        finally:
-            await probe.aclose()
-
-    async def stop(self, how: signal.Signals) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(how)
-            await asyncio.wait_for(self.process.wait(), START_TIMEOUT)
-        self.process = None
-
-
 @pytest.fixture
 async def throwaway_redis() -> AsyncIterator[list[ThrowawayRedis]]:
-    servers: list[ThrowawayRedis] = []
-    yield servers
-    for server in servers:
-        await server.stop(signal.SIGKILL)
+    async with throwaway_redis_servers() as servers:
+        yield servers
 
 
 async def upload_then_restart(
@@ -220,7 +178,7 @@ async def test_with_aof_a_redis_restart_loses_nothing_acknowledged(
 async def test_without_persistence_a_redis_restart_loses_the_objects_and_says_so(
     tmp_path: Path, throwaway_redis: list[ThrowawayRedis]
 ) -> None:
-    server = ThrowawayRedis(tmp_path / "redis", "--appendonly", "no")
+    server = ThrowawayRedis(tmp_path / "redis", *NO_PERSISTENCE)
     throwaway_redis.append(server)
     spool, client, clock, object_id = await upload_then_restart(server, signal.SIGKILL)
     try:

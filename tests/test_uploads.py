@@ -14,6 +14,8 @@ from relay_client.envelope import open_bytes
 from tusclient.client import TusClient
 from tusclient.uploader import AsyncUploader
 
+from tests.conftest import SettingsFactory
+from tests.support.clock import ManualClock
 from tests.support.envelopes import (
     TUS,
     audit_trail,
@@ -25,8 +27,6 @@ from tests.support.envelopes import (
     seal_photo,
     spool_holds,
 )
-from tests.conftest import SettingsFactory
-from tests.support.clock import ManualClock
 from tests.support.harness import Relay, running_relay
 
 

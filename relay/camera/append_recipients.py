@@ -22,7 +22,7 @@ from relay.camera.addressing import addressable_devices
 from relay.camera.announce import Announcer
 from relay.camera.errors import EnvelopeRefused, Gone
 from relay.camera.records import Blob, BlobState, load_blob, load_recipient
-from relay.camera.spool.contract import Spool
+from relay.camera.spool.contract import Spool, SpoolObjectMissing
 from relay.camera.uploads import device_of
 from relay.clock import Clock
 from relay.errors import Conflict, NotFound
@@ -51,7 +51,10 @@ class HeadService:
     async def append_recipients(self, principal: Principal, blob_id: str, new_head: bytes) -> list[str]:
         """Replace the blob's head with ``new_head``; returns the device ids it added."""
         blob = await self._held(principal, blob_id)
-        current = b"".join([chunk async for chunk in self._current_head(blob)])
+        try:
+            current = b"".join([chunk async for chunk in self._current_head(blob)])
+        except SpoolObjectMissing:
+            raise Gone("the relay lost this blob's bytes; the sender has to send it again", code="blob_lost") from None
         added = self._added_recipients(current, new_head)
         async with self._database.read() as connection:
             allowed = await addressable_devices(connection, principal, added)

@@ -4,6 +4,11 @@ sender's view of it all.
 A recipient is *done* once it acknowledged, rejected (EMR adapters, with a reason code the
 sender sees) or was purged (its device revoked). When every recipient of a blob is done the
 blob is purged at once, reason ``delivered``, and its bytes leave the spool.
+
+A download first checks that the spool still holds every byte of the blob. One it does not
+(a Redis restarted without persistence lost it, or its window ended before a sweep) is purged
+then and there, reason ``lost`` (or ``retention``), and answered with a 410, never with a
+body that breaks off.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from relay.camera.records import (
     load_recipient,
     load_recipients,
 )
-from relay.camera.spool.contract import Spool
+from relay.camera.spool.contract import Spool, SpoolObjectMissing
 from relay.camera.uploads import device_of
 from relay.clock import Clock
 from relay.errors import Conflict, NotFound
@@ -82,6 +87,16 @@ class Download:
                     yield chunk
             position += last - first
 
+    async def intact(self) -> bool:
+        """Whether the spool holds every byte of every segment."""
+        for object_id, _, last in self.segments():
+            try:
+                if await self.spool.size(object_id) < last:
+                    return False
+            except SpoolObjectMissing:
+                return False
+        return True
+
 
 @dataclass(frozen=True)
 class BlobStatus:
@@ -120,12 +135,19 @@ class DeliveryService:
         ]
 
     async def open(self, principal: Principal, blob_id: str) -> Download:
-        """The caller's device's view of a blob addressed to it."""
+        """The caller's device's view of a blob addressed to it; a blob whose bytes the spool no
+        longer holds in full is purged here (``lost``, or ``retention`` past its window)."""
         async with self._database.read() as connection:
             blob, recipient = await self._addressed(connection, principal, blob_id)
         if recipient.purged_at is not None or blob.state is not BlobState.COMPLETE:
-            raise Gone("this blob has been purged", code="blob_purged")
-        return Download(blob, self._spool)
+            raise ended(blob)
+        download = Download(blob, self._spool)
+        if await download.intact():
+            return download
+        window_ended = blob.retention_until is not None and blob.retention_until <= self._clock.now()
+        await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.RETENTION if window_ended else PurgeReason.LOST)
+        async with self._database.read() as connection:
+            raise ended(await load_blob(connection, blob.tenant_id, blob.id))
 
     async def record_download(self, principal: Principal, download: Download) -> None:
         """Audit the first download by each device (later ranges and retries are not recorded)."""
@@ -172,7 +194,7 @@ class DeliveryService:
             if recipient.acknowledged_at is not None:
                 raise Conflict("this device acknowledged the blob", code="already_acknowledged")
             if recipient.purged_at is not None or blob.state is not BlobState.COMPLETE:
-                raise Gone("this blob has been purged", code="blob_purged")
+                raise ended(blob)
             device_id = device_of(principal)
             values = ({"acknowledged_at": now} if reason is None
                       else {"rejected_at": now, "reject_reason": reason.value})
@@ -200,3 +222,10 @@ class DeliveryService:
         if recipient is None:
             raise NotFound("no such blob", code="blob_not_found")
         return blob, recipient
+
+
+def ended(blob: Blob) -> Gone:
+    """The answer to a recipient once a blob has ended for it."""
+    if blob.purge_reason == PurgeReason.LOST.value:
+        return Gone("the relay lost this blob's bytes; the sender has to send it again", code="blob_lost")
+    return Gone("this blob has been purged", code="blob_purged")

@@ -32,6 +32,7 @@ class PurgeReason(StrEnum):
     DEVICE_REVOKED = "device_revoked"
     TERMINATED = "terminated"
     REFUSED = "refused"
+    LOST = "lost"
 
 
 class RejectReason(StrEnum):

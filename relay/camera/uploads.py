@@ -170,7 +170,11 @@ class UploadService:
         if watch is not None and watch.view is None:
             await self._refuse(blob, principal, MalformedEnvelope.code)
             raise MalformedEnvelope("not a well-formed sealed envelope: it ends inside its head")
-        await self._complete(blob, principal, whole.hexdigest() if whole is not None else None)
+        try:
+            await self._complete(blob, principal, whole.hexdigest() if whole is not None else None)
+        except SpoolObjectMissing:
+            await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.LOST, actor=principal.actor)
+            raise Gone("the relay lost this upload's bytes; upload it again", code="upload_lost") from None
         return UploadState(blob.id, size, blob.length, blob.expires_at, True)
 
     async def terminate(self, principal: Principal, upload_id: str) -> None:
