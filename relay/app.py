@@ -22,6 +22,10 @@ from relay.messaging.realtime import create_socket_server, mount
 from relay.runtime import Runtime
 from relay.runtime_key import RUNTIME
 
+READ_BUFFER = 1 << 20
+"""Bytes a connection may buffer before aiohttp pauses reading it: large enough that an upload
+keeps arriving while the last piece is hashed and written, small enough to bound memory."""
+
 ROUTE_TABLES: tuple[RouteTable, ...] = (
     system_routes.routes,
     auth_routes.routes,
@@ -41,7 +45,8 @@ def all_endpoints() -> list[Endpoint]:
 def build_app(runtime: Runtime) -> web.Application:
     settings = runtime.settings
     app = web.Application(
-        middlewares=build_middlewares(runtime.metrics), client_max_size=settings.max_json_body
+        middlewares=build_middlewares(runtime.metrics), client_max_size=settings.max_json_body,
+        handler_args={"read_bufsize": READ_BUFFER},
     )
     install_security_headers(app, hsts_max_age=settings.hsts_max_age if settings.tls else None)
     install_tus_headers(app)

@@ -36,7 +36,7 @@ from relay.camera.spool.contract import (
 )
 from relay.clock import Clock
 
-DEFAULT_CHUNK_SIZE = 256 * 1024
+DEFAULT_CHUNK_SIZE = 1024 * 1024
 SHARD = re.compile(r"[0-9a-f]{2}")
 DEADLINE_SUFFIX = ".deadline"
 PENDING_SUFFIX = ".pending"
