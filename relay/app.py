@@ -6,17 +6,18 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from relay.http.dispatch import adapt
-from relay.http.endpoint import Endpoint, RouteTable
-from relay.http.middleware import build_middlewares, install_security_headers
-from relay.http.openapi import build_openapi
 from relay.accounts import routes as account_routes
 from relay.audit import routes as audit_routes
-from relay.auth import integration_routes, routes as auth_routes
+from relay.auth import integration_routes
+from relay.auth import routes as auth_routes
 from relay.camera import blob_routes, upload_routes
 from relay.camera.expiry import sweeping
 from relay.camera.tus import install_tus_headers
 from relay.http import system_routes
+from relay.http.dispatch import adapt
+from relay.http.endpoint import Endpoint, RouteTable
+from relay.http.middleware import build_middlewares, install_security_headers
+from relay.http.openapi import build_openapi
 from relay.keys import routes as key_routes
 from relay.messaging.realtime import create_socket_server, mount
 from relay.runtime import Runtime

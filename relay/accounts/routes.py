@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from relay.accounts.service import User
-from relay.auth.principal import Role, USER_ROLES
+from relay.auth.principal import USER_ROLES, Role
 from relay.http.endpoint import Call, RouteTable
 from relay.http.schema import RequestBody, ResponseBody
 from relay.runtime_key import RUNTIME

@@ -6,13 +6,13 @@ from datetime import datetime
 
 from pydantic import Field
 
-from relay.auth.principal import USER_ROLES, ALL_ROLES
+from relay.auth.integrations import ASSERTION_TYPE
+from relay.auth.login import Credentials
+from relay.auth.principal import ALL_ROLES, USER_ROLES
 from relay.errors import InvalidRequest
 from relay.http.endpoint import Call, RouteTable
 from relay.http.schema import RequestBody, ResponseBody
 from relay.runtime_key import RUNTIME
-from relay.auth.login import Credentials
-from relay.auth.integrations import ASSERTION_TYPE
 
 routes = RouteTable("auth")
 

@@ -4,8 +4,9 @@ Revision ID: 0001
 Revises: 
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
+
 import relay.storage.tables
 
 revision = '0001'
