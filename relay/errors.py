@@ -19,12 +19,15 @@ class ApiError(RelayError):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, details: Any = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.retry_after = retry_after
 
 
 class BadRequest(ApiError):
@@ -60,15 +63,15 @@ class InvalidRequest(ApiError):
 
 
 class Locked(ApiError):
+    """Answered with Retry-After when ``retry_after`` is given."""
+
     status, code = 423, "account_locked"
 
 
 class TooManyRequests(ApiError):
-    status, code = 429, "rate_limited"
+    """Answered with Retry-After; pass ``retry_after``."""
 
-    def __init__(self, message: str, *, retry_after: int, code: str | None = None) -> None:
-        super().__init__(message, code=code)
-        self.retry_after = retry_after
+    status, code = 429, "rate_limited"
 
 
 class Unavailable(ApiError):

@@ -41,6 +41,7 @@ async def test_repeated_failures_lock_the_account_until_the_lockout_ends(relay: 
     assert (await locked.json())["error"]["code"] == "account_locked"
     still_locked = await login(relay, alice.password)
     assert still_locked.status == 423, "the right password does not open a locked account"
+    assert 1 <= int(still_locked.headers["Retry-After"]) <= relay.runtime.settings.login_lockout
     relay.clock.advance(relay.runtime.settings.login_lockout + 1)
     assert (await login(relay, alice.password)).status == 201
 

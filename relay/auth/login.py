@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,7 +20,13 @@ from relay.auth.totp import matching_step, recovery_code_hash
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
 from relay.ephemeral.rate_limit import RateLimit
-from relay.errors import Forbidden, InvalidRequest, Locked, TooManyRequests, Unauthenticated
+from relay.errors import (
+    Forbidden,
+    InvalidRequest,
+    Locked,
+    TooManyRequests,
+    Unauthenticated,
+)
 from relay.keys.keyring import Keyring
 from relay.keys.sealed_columns import TOTP_SECRET
 from relay.metrics import Metrics
@@ -78,19 +84,18 @@ class LoginService:
             ).first()
         if user is None:
             verify_password(None, credentials.password)
-            await self._fail(None, None, "unknown_account")
-        assert user is not None
+            await self._fail(None, "unknown_account")
         now = self._clock.now()
         if user.locked_until is not None and user.locked_until > now:
-            await self._fail(user, None, "locked")
+            await self._fail(user, "locked")
         if not verify_password(user.password_hash, credentials.password):
-            await self._fail(user, "bad_password", None)
+            await self._fail(user, "bad_password", counts=True)
         if user.disabled:
-            await self._fail(user, None, "disabled")
+            await self._fail(user, "disabled")
         try:
             issued = await self._open_session(user, credentials)
         except _Rejected as rejected:
-            await self._fail(user, rejected.reason, None)
+            await self._fail(user, rejected.reason, counts=True)
         self._metrics.logins.labels("success").inc()
         return issued
 
@@ -119,7 +124,7 @@ class LoginService:
         async with self._database.read() as connection:
             user = (await connection.execute(select(users).where(users.c.id == principal.id))).first()
         if user is None or not verify_password(user.password_hash, password):
-            await self._fail(user, "bad_password", None, action=AuditAction.REAUTH)
+            await self._fail(user, "bad_password", counts=True, action=AuditAction.REAUTH)
         try:
             async with self._database.transaction() as connection:
                 if user.totp_enabled:
@@ -128,7 +133,7 @@ class LoginService:
                 await self._audit.record(connection, AuditAction.REAUTH, tenant_id=principal.tenant_id,
                                          actor=principal.actor, object_type="session", object_id=principal.session_id)
         except _Rejected as rejected:
-            await self._fail(user, rejected.reason, None, action=AuditAction.REAUTH)
+            await self._fail(user, rejected.reason, counts=True, action=AuditAction.REAUTH)
 
     def require_recent_reauth(self, principal: Principal) -> None:
         """Refuse unless the session re-authenticated within the re-authentication window."""
@@ -178,15 +183,14 @@ class LoginService:
             raise InvalidRequest("that device is not one of your active devices", code="unknown_device")
 
     async def _fail(
-        self, user: Any, counted_reason: str | None, reason: str | None, action: AuditAction = AuditAction.LOGIN
-    ) -> None:
-        """Record a failed attempt (counting it toward lockout when ``counted_reason`` is set) and raise."""
-        reason = reason or counted_reason or "unknown"
+        self, user: Any, reason: str, *, counts: bool = False, action: AuditAction = AuditAction.LOGIN
+    ) -> NoReturn:
+        """Record a failed attempt (toward lockout when it ``counts``) and raise the answer."""
         self._metrics.logins.labels(reason).inc()
         tenant_id, actor = (user.tenant_id, ("user", user.id)) if user is not None else (None, ("anonymous", None))
         locked_now = False
         async with self._database.transaction() as connection:
-            if user is not None and counted_reason is not None:
+            if user is not None and counts:
                 failures = (await connection.scalar(
                     select(users.c.failed_logins).where(users.c.id == user.id)
                 ) or 0) + 1
@@ -206,5 +210,6 @@ class LoginService:
             seconds = int(self._lockout.total_seconds())
             if user is not None and user.locked_until is not None and not locked_now:
                 seconds = max(1, int((user.locked_until - self._clock.now()).total_seconds()))
-            raise Locked("too many failed attempts; the account is locked for a while", details={"retry_after": seconds})
+            raise Locked("too many failed attempts; the account is locked for a while",
+                         details={"retry_after": seconds}, retry_after=seconds)
         raise Unauthenticated("wrong tenant, username, password or code", code="invalid_credentials")

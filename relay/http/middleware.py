@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from relay.errors import ApiError, TooManyRequests
+from relay.errors import ApiError
 from relay.http.headers import NO_STORE, security_headers
 from relay.http.schema import ErrorDetail, ErrorResponse
 from relay.metrics import Metrics
@@ -36,14 +36,19 @@ def error_response(status: int, code: str, message: str, details: object = None)
     return web.Response(status=status, body=body.model_dump_json(exclude_none=True).encode(), content_type="application/json")
 
 
+def route_template(request: web.Request) -> str:
+    """The matched route's template (ids stay out of logs and metrics)."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
 def build_middlewares(metrics: Metrics) -> list[object]:
     @web.middleware
     async def answer(request: web.Request, handler: Next) -> web.StreamResponse:
         started = time.perf_counter()
         response = await _answer(request, handler)
-        route = request.match_info.route.resource
-        template = route.canonical if route is not None else "unmatched"
-        metrics.observe_request(request.method, template, response.status, time.perf_counter() - started)
+        metrics.observe_request(request.method, route_template(request), response.status,
+                                time.perf_counter() - started)
         return response
 
     return [answer]
@@ -63,12 +68,11 @@ def install_security_headers(app: web.Application, *, hsts_max_age: int | None) 
 async def _answer(request: web.Request, handler: Next) -> web.StreamResponse:
     try:
         return await handler(request)
-    except TooManyRequests as error:
-        response = error_response(error.status, error.code, error.message)
-        response.headers["Retry-After"] = str(error.retry_after)
-        return response
     except ApiError as error:
-        return error_response(error.status, error.code, error.message, error.details)
+        response = error_response(error.status, error.code, error.message, error.details)
+        if error.retry_after is not None:
+            response.headers["Retry-After"] = str(error.retry_after)
+        return response
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -78,5 +82,5 @@ async def _answer(request: web.Request, handler: Next) -> web.StreamResponse:
             response.headers["Allow"] = error.headers["Allow"]
         return response
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.match_info.route.resource and request.match_info.route.resource.canonical)
+        log.exception("unhandled error in %s %s", request.method, route_template(request))
         return error_response(500, "internal_error", "the server failed to answer; the error was logged")
