@@ -93,6 +93,26 @@ class Settings(BaseModel):
     blob_sweep_interval: int = Field(
         60, ge=1, le=3600, description="Seconds between sweeps that purge expired uploads and blobs past retention."
     )
+    message_lifespan: int = Field(
+        604800, ge=60, le=31536000, description="Default seconds a conversation's messages live (a conversation may "
+        "set its own); then undelivered copies are purged and devices told to delete."
+    )
+    max_message_bytes: int = Field(
+        262144, ge=1024, le=8388608, description="Largest sealed chat message envelope accepted over socket.io, in bytes."
+    )
+    consult_escalation: int = Field(
+        900, ge=30, description="Seconds an open consult waits for its on-call clinician before it is offered to the "
+        "pool's next member (a tenant may set its own)."
+    )
+    message_sweep_interval: int = Field(
+        30, ge=1, le=3600, description="Seconds between sweeps that expire messages past their lifespan and escalate "
+        "consults."
+    )
+    socket_ping_interval: int = Field(
+        25, ge=1, le=300, description="Seconds between socket.io heartbeats; a client silent for this plus "
+        "socket_ping_timeout is disconnected."
+    )
+    socket_ping_timeout: int = Field(20, ge=1, le=300, description="Seconds to wait for a heartbeat's answer.")
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
     @field_validator("database_url", "redis_url")

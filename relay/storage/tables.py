@@ -62,6 +62,7 @@ tenants = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("photo_retention_seconds", Integer, nullable=True),
+    Column("consult_escalation_seconds", Integer, nullable=True),
 )
 
 users = Table(
@@ -193,6 +194,102 @@ blob_recipients = Table(
     Column("purged_at", UtcDateTime, nullable=True),
     Column("purge_reason", String(32), nullable=True),
     Index(None, "tenant_id", "device_id"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_by", ID, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("lifespan_seconds", Integer, nullable=False),
+    Column("direct_key", String(80), nullable=True, unique=True),
+    Index(None, "tenant_id", "created_at"),
+)
+
+conversation_members = Table(
+    "conversation_members",
+    metadata,
+    Column("conversation_id", ID, ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("joined_at", UtcDateTime, nullable=False),
+    Column("left_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("conversation_id", ID, ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False),
+    Column("sender_user_id", ID, nullable=False),
+    Column("sender_device_id", ID, nullable=False),
+    Column("envelope_sha256", String(64), nullable=False),
+    Column("envelope", LargeBinary, nullable=True),
+    Column("blob_id", ID, nullable=True),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("recalled_at", UtcDateTime, nullable=True),
+    Column("purged_at", UtcDateTime, nullable=True),
+    Column("purge_reason", String(32), nullable=True),
+    Index(None, "conversation_id", "sent_at"),
+    Index(None, "purged_at", "expires_at"),
+)
+
+message_copies = Table(
+    "message_copies",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", String(64), ForeignKey("messages.id", ondelete="CASCADE"), nullable=False),
+    Column("device_id", ID, nullable=False),
+    Column("user_id", ID, nullable=False),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("acknowledged_at", UtcDateTime, nullable=True),
+    Column("read_at", UtcDateTime, nullable=True),
+    UniqueConstraint("message_id", "device_id"),
+    Index(None, "device_id", "acknowledged_at", "seq"),
+)
+
+pools = Table(
+    "pools",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("name", String(80), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("tenant_id", "name"),
+)
+
+pool_members = Table(
+    "pool_members",
+    metadata,
+    Column("pool_id", ID, ForeignKey("pools.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+consults = Table(
+    "consults",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("conversation_id", ID, ForeignKey("conversations.id"), nullable=False, unique=True),
+    Column("requester_id", ID, ForeignKey("users.id"), nullable=False),
+    Column("colleague_id", ID, ForeignKey("users.id"), nullable=True),
+    Column("pool_id", ID, ForeignKey("pools.id"), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("offered_to", ID, nullable=True),
+    Column("escalation_level", Integer, nullable=False, default=0),
+    Column("escalate_at", UtcDateTime, nullable=True),
+    Column("accepted_by", ID, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index(None, "tenant_id", "state"),
+    Index(None, "state", "escalate_at"),
 )
 
 audit_events = Table(

@@ -47,6 +47,7 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
     sa.Column('photo_retention_seconds', sa.Integer(), nullable=True),
+    sa.Column('consult_escalation_seconds', sa.Integer(), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tenants')),
     sa.UniqueConstraint('slug', name=op.f('uq_tenants_slug'))
     )
@@ -77,6 +78,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_blobs_state_expires_at'), ['state', 'expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_blobs_state_retention_until'), ['state', 'retention_until'], unique=False)
         batch_op.create_index(batch_op.f('ix_blobs_tenant_id_sender_id'), ['tenant_id', 'sender_id'], unique=False)
+
+    op.create_table('conversations',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('created_by', sa.String(length=32), nullable=False),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('lifespan_seconds', sa.Integer(), nullable=False),
+    sa.Column('direct_key', sa.String(length=80), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_conversations_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_conversations')),
+    sa.UniqueConstraint('direct_key', name=op.f('uq_conversations_direct_key'))
+    )
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_conversations_tenant_id_created_at'), ['tenant_id', 'created_at'], unique=False)
 
     op.create_table('devices',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -112,6 +128,15 @@ def upgrade() -> None:
     with op.batch_alter_table('integrations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_integrations_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('pools',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_pools_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pools')),
+    sa.UniqueConstraint('tenant_id', 'name', name=op.f('uq_pools_tenant_id_name'))
+    )
     op.create_table('sessions',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
@@ -169,6 +194,68 @@ def upgrade() -> None:
     with op.batch_alter_table('blob_recipients', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_blob_recipients_tenant_id_device_id'), ['tenant_id', 'device_id'], unique=False)
 
+    op.create_table('consults',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('conversation_id', sa.String(length=32), nullable=False),
+    sa.Column('requester_id', sa.String(length=32), nullable=False),
+    sa.Column('colleague_id', sa.String(length=32), nullable=True),
+    sa.Column('pool_id', sa.String(length=32), nullable=True),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('offered_to', sa.String(length=32), nullable=True),
+    sa.Column('escalation_level', sa.Integer(), nullable=False),
+    sa.Column('escalate_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('accepted_by', sa.String(length=32), nullable=True),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['colleague_id'], ['users.id'], name=op.f('fk_consults_colleague_id_users')),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_consults_conversation_id_conversations')),
+    sa.ForeignKeyConstraint(['pool_id'], ['pools.id'], name=op.f('fk_consults_pool_id_pools')),
+    sa.ForeignKeyConstraint(['requester_id'], ['users.id'], name=op.f('fk_consults_requester_id_users')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_consults_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_consults')),
+    sa.UniqueConstraint('conversation_id', name=op.f('uq_consults_conversation_id'))
+    )
+    with op.batch_alter_table('consults', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consults_state_escalate_at'), ['state', 'escalate_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_consults_tenant_id_state'), ['tenant_id', 'state'], unique=False)
+
+    op.create_table('conversation_members',
+    sa.Column('conversation_id', sa.String(length=32), nullable=False),
+    sa.Column('user_id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('joined_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('left_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_conversation_members_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_conversation_members_tenant_id_tenants')),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_conversation_members_user_id_users')),
+    sa.PrimaryKeyConstraint('conversation_id', 'user_id', name=op.f('pk_conversation_members'))
+    )
+    with op.batch_alter_table('conversation_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_conversation_members_tenant_id_user_id'), ['tenant_id', 'user_id'], unique=False)
+
+    op.create_table('messages',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('conversation_id', sa.String(length=32), nullable=False),
+    sa.Column('sender_user_id', sa.String(length=32), nullable=False),
+    sa.Column('sender_device_id', sa.String(length=32), nullable=False),
+    sa.Column('envelope_sha256', sa.String(length=64), nullable=False),
+    sa.Column('envelope', sa.LargeBinary(), nullable=True),
+    sa.Column('blob_id', sa.String(length=32), nullable=True),
+    sa.Column('sent_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('expires_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('recalled_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('purged_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('purge_reason', sa.String(length=32), nullable=True),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_messages_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_messages_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_messages'))
+    )
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_messages_conversation_id_sent_at'), ['conversation_id', 'sent_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_messages_purged_at_expires_at'), ['purged_at', 'expires_at'], unique=False)
+
     op.create_table('one_time_keys',
     sa.Column('device_id', sa.String(length=32), nullable=False),
     sa.Column('key_id', sa.String(length=64), nullable=False),
@@ -179,6 +266,14 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_one_time_keys_device_id_devices'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_one_time_keys_tenant_id_tenants')),
     sa.PrimaryKeyConstraint('device_id', 'key_id', name=op.f('pk_one_time_keys'))
+    )
+    op.create_table('pool_members',
+    sa.Column('pool_id', sa.String(length=32), nullable=False),
+    sa.Column('user_id', sa.String(length=32), nullable=False),
+    sa.Column('position', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['pool_id'], ['pools.id'], name=op.f('fk_pool_members_pool_id_pools'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_pool_members_user_id_users')),
+    sa.PrimaryKeyConstraint('pool_id', 'user_id', name=op.f('pk_pool_members'))
     )
     op.create_table('recovery_codes',
     sa.Column('code_hash', sa.String(length=64), nullable=False),
@@ -191,16 +286,51 @@ def upgrade() -> None:
     with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_recovery_codes_user_id'), ['user_id'], unique=False)
 
+    op.create_table('message_copies',
+    sa.Column('seq', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('message_id', sa.String(length=64), nullable=False),
+    sa.Column('device_id', sa.String(length=32), nullable=False),
+    sa.Column('user_id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('acknowledged_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('read_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_message_copies_message_id_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_message_copies_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('seq', name=op.f('pk_message_copies')),
+    sa.UniqueConstraint('message_id', 'device_id', name=op.f('uq_message_copies_message_id_device_id'))
+    )
+    with op.batch_alter_table('message_copies', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_message_copies_device_id_acknowledged_at_seq'), ['device_id', 'acknowledged_at', 'seq'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('message_copies', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_message_copies_device_id_acknowledged_at_seq'))
+
+    op.drop_table('message_copies')
     with op.batch_alter_table('recovery_codes', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_recovery_codes_user_id'))
 
     op.drop_table('recovery_codes')
+    op.drop_table('pool_members')
     op.drop_table('one_time_keys')
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_messages_purged_at_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_messages_conversation_id_sent_at'))
+
+    op.drop_table('messages')
+    with op.batch_alter_table('conversation_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_conversation_members_tenant_id_user_id'))
+
+    op.drop_table('conversation_members')
+    with op.batch_alter_table('consults', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_consults_tenant_id_state'))
+        batch_op.drop_index(batch_op.f('ix_consults_state_escalate_at'))
+
+    op.drop_table('consults')
     with op.batch_alter_table('blob_recipients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_blob_recipients_tenant_id_device_id'))
 
@@ -211,6 +341,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_sessions_device_id'))
 
     op.drop_table('sessions')
+    op.drop_table('pools')
     with op.batch_alter_table('integrations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_integrations_tenant_id'))
 
@@ -219,6 +350,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_devices_tenant_id_owner_type_owner_id'))
 
     op.drop_table('devices')
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_conversations_tenant_id_created_at'))
+
+    op.drop_table('conversations')
     with op.batch_alter_table('blobs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_blobs_tenant_id_sender_id'))
         batch_op.drop_index(batch_op.f('ix_blobs_state_retention_until'))
