@@ -11,7 +11,6 @@ from relay.audit import routes as audit_routes
 from relay.auth import integration_routes
 from relay.auth import routes as auth_routes
 from relay.camera import blob_routes, upload_routes
-from relay.camera.expiry import sweeping
 from relay.camera.tus import install_tus_headers
 from relay.http import system_routes
 from relay.http.dispatch import adapt
@@ -19,7 +18,9 @@ from relay.http.endpoint import Endpoint, RouteTable
 from relay.http.middleware import build_middlewares, install_security_headers
 from relay.http.openapi import build_openapi
 from relay.keys import routes as key_routes
+from relay.messaging import conversation_routes
 from relay.messaging.realtime import create_socket_server, mount
+from relay.periodic import every
 from relay.runtime import Runtime
 from relay.runtime_key import RUNTIME
 
@@ -36,6 +37,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     key_routes.routes,
     upload_routes.routes,
     blob_routes.routes,
+    conversation_routes.routes,
 )
 
 
@@ -58,9 +60,12 @@ def build_app(runtime: Runtime) -> web.Application:
     app[system_routes.OPENAPI_KEY] = build_openapi(endpoints, version=system_routes.relay_version())
     mount(create_socket_server(runtime), app)
 
-    async def sweep_blobs(_: web.Application) -> AsyncIterator[None]:
-        async with sweeping(runtime.camera.sweeper, settings.blob_sweep_interval):
+    async def sweep(_: web.Application) -> AsyncIterator[None]:
+        async with (
+            every(settings.blob_sweep_interval, runtime.camera.sweeper.sweep, "the blob sweep"),
+            every(settings.message_sweep_interval, runtime.messaging.sweep, "the message sweep"),
+        ):
             yield
 
-    app.cleanup_ctx.append(sweep_blobs)
+    app.cleanup_ctx.append(sweep)
     return app

@@ -30,6 +30,7 @@ from relay.ephemeral.redis import RedisEphemeralStore
 from relay.errors import SettingsError
 from relay.keys.devices import DeviceService
 from relay.keys.keyring import Keyring
+from relay.messaging.service import Messaging, build_messaging
 from relay.metrics import Metrics
 from relay.redis_connection import open_redis
 from relay.settings import Settings
@@ -59,6 +60,7 @@ class Runtime:
     integrations: IntegrationService
     devices: DeviceService
     camera: Camera
+    messaging: Messaging
 
     async def ready(self) -> dict[str, str]:
         """Each backend's state ("ok" or the error class), for /readyz; a silent backend times out."""
@@ -152,4 +154,5 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
                 max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
             ),
             camera=build_camera(database, audit, spool, broker, ephemeral, clock, settings),
+            messaging=build_messaging(database, audit, broker, ephemeral, clock, settings),
         )

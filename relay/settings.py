@@ -113,6 +113,10 @@ class Settings(BaseModel):
         "socket_ping_timeout is disconnected."
     )
     socket_ping_timeout: int = Field(20, ge=1, le=300, description="Seconds to wait for a heartbeat's answer.")
+    socket_events_per_minute: int = Field(
+        1200, ge=1, description="Client events one device may send per minute over socket.io; more are answered "
+        "rate_limited."
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
 
     @field_validator("database_url", "redis_url")

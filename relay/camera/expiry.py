@@ -10,10 +10,6 @@ purge and audit each thing once.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +31,6 @@ from relay.camera.spool.contract import Spool
 from relay.clock import Clock
 from relay.storage.database import Database
 from relay.storage.tables import blob_recipients, blobs
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,24 +108,3 @@ class BlobSweeper:
             object_id=blob.id, details={"device_id": device_id, "reason": PurgeReason.DEVICE_REVOKED.value},
         )
         return True
-
-
-@contextlib.asynccontextmanager
-async def sweeping(sweeper: BlobSweeper, interval: float) -> AsyncIterator[None]:
-    """Run ``sweeper.sweep()`` every ``interval`` seconds while the context is open."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await sweeper.sweep()
-            except Exception:
-                log.exception("the blob sweep failed; retrying in %s seconds", interval)
-
-    task = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -57,7 +57,7 @@ def _validate_query(model: type[BaseModel], request: web.Request) -> BaseModel:
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as error:
-        raise InvalidRequest("invalid query parameters", code="invalid_query", details=_problems(error)) from None
+        raise InvalidRequest("invalid query parameters", code="invalid_query", details=validation_problems(error)) from None
 
 
 async def _read_body(endpoint: Endpoint, request: web.Request, limit: int) -> BaseModel:
@@ -77,13 +77,13 @@ async def _read_body(endpoint: Endpoint, request: web.Request, limit: int) -> Ba
             return endpoint.body.model_validate(fields)
         return endpoint.body.model_validate_json(bytes(raw))
     except ValidationError as error:
-        problems = _problems(error)
+        problems = validation_problems(error)
         if any(problem["type"] == "json_invalid" for problem in problems):
             raise InvalidRequest("the body is not valid JSON", code="malformed_json") from None
         raise InvalidRequest("the body does not match the schema", details=problems) from None
 
 
-def _problems(error: ValidationError) -> list[dict[str, Any]]:
+def validation_problems(error: ValidationError) -> list[dict[str, Any]]:
     """Validation problems without the offending input, which may hold PHI or secrets."""
     return [
         {"field": ".".join(str(part) for part in problem["loc"]), "type": problem["type"], "message": problem["msg"]}

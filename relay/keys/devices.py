@@ -233,6 +233,16 @@ class DeviceService:
             )
         return [_device(row) for row in rows]
 
+    @staticmethod
+    async def active(connection: AsyncConnection, tenant_id: str, device_ids: Sequence[str]) -> list[Device]:
+        """In the caller's transaction: these devices with their current keys, if still active."""
+        if not device_ids:
+            return []
+        rows = await connection.execute(select(devices).where(
+            devices.c.tenant_id == tenant_id, devices.c.id.in_(list(device_ids)), devices.c.revoked_at.is_(None),
+        ).order_by(devices.c.owner_id, devices.c.created_at, devices.c.id))
+        return [_device(row) for row in rows]
+
     async def lookup(self, principal: Principal, device_id: str) -> Device:
         """The directory: one active device's current keys."""
         async with self._database.transaction() as connection:

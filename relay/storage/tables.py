@@ -234,10 +234,11 @@ messages = Table(
     Column("sent_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("recalled_at", UtcDateTime, nullable=True),
+    Column("deleted_at", UtcDateTime, nullable=True),
     Column("purged_at", UtcDateTime, nullable=True),
     Column("purge_reason", String(32), nullable=True),
     Index(None, "conversation_id", "sent_at"),
-    Index(None, "purged_at", "expires_at"),
+    Index(None, "deleted_at", "expires_at"),
 )
 
 message_copies = Table(

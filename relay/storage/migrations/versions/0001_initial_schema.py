@@ -246,6 +246,7 @@ def upgrade() -> None:
     sa.Column('sent_at', relay.storage.tables.UtcDateTime(), nullable=False),
     sa.Column('expires_at', relay.storage.tables.UtcDateTime(), nullable=False),
     sa.Column('recalled_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('deleted_at', relay.storage.tables.UtcDateTime(), nullable=True),
     sa.Column('purged_at', relay.storage.tables.UtcDateTime(), nullable=True),
     sa.Column('purge_reason', sa.String(length=32), nullable=True),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_messages_conversation_id_conversations'), ondelete='CASCADE'),
@@ -254,7 +255,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_messages_conversation_id_sent_at'), ['conversation_id', 'sent_at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_messages_purged_at_expires_at'), ['purged_at', 'expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_messages_deleted_at_expires_at'), ['deleted_at', 'expires_at'], unique=False)
 
     op.create_table('one_time_keys',
     sa.Column('device_id', sa.String(length=32), nullable=False),
@@ -318,7 +319,7 @@ def downgrade() -> None:
     op.drop_table('pool_members')
     op.drop_table('one_time_keys')
     with op.batch_alter_table('messages', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_messages_purged_at_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_messages_deleted_at_expires_at'))
         batch_op.drop_index(batch_op.f('ix_messages_conversation_id_sent_at'))
 
     op.drop_table('messages')

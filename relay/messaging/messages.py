@@ -1,0 +1,296 @@
+"""Sending, acknowledging, reading and recalling sealed messages, and ending them with their
+conversation's lifespan.
+
+The relay reads only each envelope's routing view. Every state change is one transaction;
+events go out after it commits, so a device is never told of something that rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from relay.audit.actions import AuditAction
+from relay.audit.log import AuditLog
+from relay.auth.principal import Principal
+from relay.camera.records import load_blob, load_recipients
+from relay.clock import Clock
+from relay.errors import ApiError
+from relay.keys.routing_view import read_routing_view
+from relay.messaging.errors import (
+    BlobMismatch,
+    ConsultClosed,
+    DuplicateMessageId,
+    InvalidEnvelope,
+    MessageNotFound,
+    MessageTooLarge,
+    NotSender,
+    RecipientNotMember,
+    RecipientsIncomplete,
+    SenderMismatch,
+)
+from relay.messaging.membership import member_conversation, member_devices
+from relay.messaging.notifier import Notifier
+from relay.messaging.queue import MESSAGE_NEW, enqueue, message_new, purge_queued_for_device, purge_settled, queued
+from relay.messaging.records import Conversation, ConversationKind, MessagePurgeReason, ReceiptStatus
+from relay.storage.database import Database
+from relay.storage.tables import consults, message_copies, messages
+
+MESSAGE_RECEIPT = "message.receipt"
+MESSAGE_DELETED = "message.deleted"
+CLOSED_CONSULT_STATES = ("resolved", "cancelled")
+EXPIRY_BATCH = 200
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    message_id: str
+    sent_at: datetime
+    expires_at: datetime
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    conversation_id: str
+    sender_user_id: str
+
+
+class MessageService:
+    def __init__(self, database: Database, audit: AuditLog, notifier: Notifier, clock: Clock, *,
+                 max_message_bytes: int) -> None:
+        self._database = database
+        self._audit = audit
+        self._notifier = notifier
+        self._clock = clock
+        self.max_message_bytes = max_message_bytes
+
+    async def send(self, principal: Principal, conversation_id: str, message_id: str, envelope: bytes,
+                   blob_id: str | None) -> SentMessage:
+        """Queue ``envelope`` for every recipient device it names, after checking they are
+        exactly the conversation's member devices; a retry with the same id returns the first answer."""
+        if len(envelope) > self.max_message_bytes:
+            raise MessageTooLarge(f"a sealed message may be at most {self.max_message_bytes} bytes")
+        view = _routing_view(envelope)
+        if view.sender_device_id != principal.device_id:
+            raise SenderMismatch("the envelope names another device as its sender")
+        digest = hashlib.sha256(envelope).hexdigest()
+        named = {recipient.device_id for recipient in view.recipients}
+        async with self._database.transaction() as connection:
+            existing = await self._existing(connection, principal, message_id, digest)
+            if existing is not None:
+                return existing
+            conversation = await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
+            await _require_open(connection, conversation)
+            expected = await member_devices(connection, conversation)
+            if stranger := sorted(named - expected.keys()):
+                raise RecipientNotMember("the envelope names devices that are not in this conversation",
+                                         details={"device_ids": stranger})
+            if missing := sorted(expected.keys() - named - {principal.device_id}):
+                raise RecipientsIncomplete("the envelope misses member devices; fetch the conversation and seal again",
+                                           details={"missing": missing})
+            recipients = {device_id: expected[device_id] for device_id in named}
+            if blob_id is not None:
+                await _require_blob_for(connection, principal, conversation, blob_id, named)
+            now = self._clock.now()
+            expires_at = now + timedelta(seconds=conversation.lifespan_seconds)
+            await connection.execute(insert(messages).values(
+                id=message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
+                sender_user_id=principal.id, sender_device_id=principal.device_id, envelope_sha256=digest,
+                envelope=envelope, blob_id=blob_id, sent_at=now, expires_at=expires_at,
+            ))
+            seqs = await enqueue(connection, principal.tenant_id, message_id, recipients)
+            await self._audit.record(
+                connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
+                object_type="message", object_id=message_id,
+                details={"conversation_id": conversation.id, "device_id": principal.device_id,
+                         "recipients": len(recipients), "bytes": len(envelope), "blob_id": blob_id},
+            )
+        base = {"message_id": message_id, "conversation_id": conversation.id, "sender_user_id": principal.id,
+                "sender_device_id": principal.device_id, "sent_at": now.isoformat(),
+                "expires_at": expires_at.isoformat(), "envelope": envelope, "blob_id": blob_id}
+        for device_id, seq in sorted(seqs.items(), key=lambda item: item[1]):
+            await self._notifier.device(device_id, MESSAGE_NEW, {"seq": seq} | base)
+        return SentMessage(message_id, now, expires_at, tuple(sorted(recipients)))
+
+    async def _existing(self, connection: AsyncConnection, principal: Principal, message_id: str,
+                        digest: str) -> SentMessage | None:
+        row = (await connection.execute(select(messages).where(messages.c.id == message_id))).first()
+        if row is None:
+            return None
+        same = (row.tenant_id == principal.tenant_id and row.sender_device_id == principal.device_id
+                and hmac.compare_digest(row.envelope_sha256, digest))
+        if not same:
+            raise DuplicateMessageId("this message id was used for another message")
+        devices = (await connection.scalars(
+            select(message_copies.c.device_id).where(message_copies.c.message_id == message_id)
+        )).all()
+        return SentMessage(row.id, row.sent_at, row.expires_at, tuple(sorted(devices)))
+
+    async def acknowledge(self, principal: Principal, message_ids: Sequence[str]) -> list[str]:
+        """The caller's device stored these messages (the *delivered* receipt); returns the ids
+        it newly acknowledged. Ciphertext no device still waits for is purged at once."""
+        now = self._clock.now()
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(
+                update(message_copies).where(
+                    message_copies.c.tenant_id == principal.tenant_id,
+                    message_copies.c.device_id == principal.device_id,
+                    message_copies.c.message_id.in_(list(message_ids)),
+                    message_copies.c.acknowledged_at.is_(None),
+                ).values(acknowledged_at=now).returning(message_copies.c.message_id)
+            )).all()
+            acknowledged = [row.message_id for row in rows]
+            await purge_settled(connection, self._audit, now, acknowledged, MessagePurgeReason.DELIVERED)
+            receipts = await _receipts(connection, acknowledged)
+        await self._send_receipts(principal, receipts, ReceiptStatus.DELIVERED, now)
+        return acknowledged
+
+    async def mark_read(self, principal: Principal, message_ids: Sequence[str]) -> list[str]:
+        now = self._clock.now()
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(
+                update(message_copies).where(
+                    message_copies.c.tenant_id == principal.tenant_id,
+                    message_copies.c.device_id == principal.device_id,
+                    message_copies.c.message_id.in_(list(message_ids)),
+                    message_copies.c.read_at.is_(None),
+                ).values(read_at=now).returning(message_copies.c.message_id)
+            )).all()
+            receipts = await _receipts(connection, [row.message_id for row in rows])
+        await self._send_receipts(principal, receipts, ReceiptStatus.READ, now)
+        return [receipt.message_id for receipt in receipts]
+
+    async def _send_receipts(self, principal: Principal, receipts: list[Receipt], status: ReceiptStatus,
+                             at: datetime) -> None:
+        for receipt in receipts:
+            await self._notifier.users((receipt.sender_user_id,), MESSAGE_RECEIPT, {
+                "message_id": receipt.message_id, "conversation_id": receipt.conversation_id,
+                "user_id": principal.id, "device_id": principal.device_id, "status": status.value,
+                "at": at.isoformat(),
+            })
+
+    async def recall(self, principal: Principal, message_id: str) -> int:
+        """The sender withdraws a message: queued copies purged, every recipient told to delete
+        it. Returns how many copies were still queued."""
+        now = self._clock.now()
+        async with self._database.transaction() as connection:
+            row = (await connection.execute(select(messages).where(
+                messages.c.id == message_id, messages.c.tenant_id == principal.tenant_id,
+            ))).first()
+            if row is None or row.deleted_at is not None:
+                raise MessageNotFound("no such message")
+            if row.sender_user_id != principal.id:
+                raise NotSender("only its sender recalls a message")
+            devices, purged = await self._delete(connection, row, now, MessagePurgeReason.RECALLED)
+            await connection.execute(update(messages).where(messages.c.id == message_id).values(recalled_at=now))
+            await self._audit.record(
+                connection, AuditAction.MESSAGE_RECALLED, tenant_id=principal.tenant_id, actor=principal.actor,
+                object_type="message", object_id=message_id,
+                details={"conversation_id": row.conversation_id, "purged_copies": purged},
+            )
+        await self._tell_deleted(devices, row.conversation_id, [message_id], MessagePurgeReason.RECALLED)
+        return purged
+
+    async def expire_due(self) -> int:
+        """End the messages whose lifespan is over; returns how many."""
+        now = self._clock.now()
+        async with self._database.transaction() as connection:
+            rows = (await connection.execute(
+                select(messages).where(messages.c.deleted_at.is_(None), messages.c.expires_at <= now)
+                .order_by(messages.c.expires_at).limit(EXPIRY_BATCH)
+            )).all()
+            told: list[tuple[list[str], str, str]] = []
+            for row in rows:
+                devices, purged = await self._delete(connection, row, now, MessagePurgeReason.EXPIRED)
+                await self._audit.record(
+                    connection, AuditAction.MESSAGE_EXPIRED, tenant_id=row.tenant_id, object_type="message",
+                    object_id=row.id, details={"conversation_id": row.conversation_id, "purged_copies": purged},
+                )
+                told.append((devices, row.conversation_id, row.id))
+        for devices, conversation_id, message_id in told:
+            await self._tell_deleted(devices, conversation_id, [message_id], MessagePurgeReason.EXPIRED)
+        return len(rows)
+
+    async def _delete(self, connection: AsyncConnection, row: Any, now: datetime,
+                      reason: MessagePurgeReason) -> tuple[list[str], int]:
+        """Drop every copy of a message and its ciphertext; returns the devices that had a copy
+        and how many copies were still queued."""
+        copies = (await connection.execute(
+            delete(message_copies).where(message_copies.c.message_id == row.id)
+            .returning(message_copies.c.device_id, message_copies.c.acknowledged_at)
+        )).all()
+        purged = sum(1 for copy in copies if copy.acknowledged_at is None)
+        values: dict[str, Any] = {"deleted_at": now}
+        if row.envelope is not None:
+            values |= {"envelope": None, "purged_at": now, "purge_reason": reason.value}
+        await connection.execute(update(messages).where(messages.c.id == row.id).values(**values))
+        if row.envelope is not None:
+            await self._audit.record(
+                connection, AuditAction.MESSAGE_PURGED, tenant_id=row.tenant_id, object_type="message",
+                object_id=row.id, details={"conversation_id": row.conversation_id, "reason": reason.value},
+            )
+        return sorted({copy.device_id for copy in copies} | {row.sender_device_id}), purged
+
+    async def _tell_deleted(self, devices: list[str], conversation_id: str, message_ids: list[str],
+                            reason: MessagePurgeReason) -> None:
+        await self._notifier.devices(devices, MESSAGE_DELETED, {
+            "conversation_id": conversation_id, "message_ids": message_ids, "reason": reason.value,
+        })
+
+    async def queued(self, principal: Principal, *, limit: int, after_seq: int = 0) -> list[dict[str, Any]]:
+        """What waits for the caller's device, oldest first, as `message.new` payloads."""
+        assert principal.device_id is not None
+        async with self._database.transaction() as connection:
+            rows = await queued(connection, principal.device_id, limit=limit, after_seq=after_seq)
+        return [message_new(row) for row in rows]
+
+    async def device_revoked(self, event: dict[str, Any]) -> None:
+        """Broker handler: nothing keeps waiting for a revoked device."""
+        async with self._database.transaction() as connection:
+            await purge_queued_for_device(connection, self._audit, self._clock, event["tenant_id"], event["device_id"])
+
+
+def _routing_view(envelope: bytes) -> Any:
+    try:
+        view = read_routing_view(envelope)
+    except ApiError as error:
+        raise InvalidEnvelope(error.message) from None
+    if view.total_length != len(envelope):
+        raise InvalidEnvelope("the envelope's length does not match its header")
+    return view
+
+
+async def _require_open(connection: AsyncConnection, conversation: Conversation) -> None:
+    if conversation.kind is not ConversationKind.CONSULT:
+        return
+    state = await connection.scalar(select(consults.c.state).where(consults.c.conversation_id == conversation.id))
+    if state in CLOSED_CONSULT_STATES:
+        raise ConsultClosed(f"this consult is {state}; nothing new can be sent to it")
+
+
+async def _require_blob_for(connection: AsyncConnection, principal: Principal, conversation: Conversation,
+                            blob_id: str, named: set[str]) -> None:
+    try:
+        blob = await load_blob(connection, principal.tenant_id, blob_id)
+    except ApiError:
+        raise BlobMismatch("no such blob") from None
+    addressed = {recipient.device_id for recipient in await load_recipients(connection, blob)}
+    if blob.sender_id not in conversation.member_ids or not (named - {blob.sender_device_id}) <= addressed:
+        raise BlobMismatch("the photo is not addressed to this message's recipients")
+
+
+async def _receipts(connection: AsyncConnection, message_ids: list[str]) -> list[Receipt]:
+    if not message_ids:
+        return []
+    rows = await connection.execute(select(messages.c.id, messages.c.conversation_id, messages.c.sender_user_id)
+                                    .where(messages.c.id.in_(message_ids)))
+    return [Receipt(row.id, row.conversation_id, row.sender_user_id) for row in rows]

@@ -1,0 +1,44 @@
+"""The messaging part's services, built together from their explicit dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.audit.log import AuditLog
+from relay.broker.contract import DEVICE_REVOKED, Broker
+from relay.clock import Clock
+from relay.ephemeral.contract import EphemeralStore
+from relay.ephemeral.rate_limit import RateLimit
+from relay.messaging.conversations import ConversationService
+from relay.messaging.messages import EXPIRY_BATCH, MessageService
+from relay.messaging.notifier import Notifier
+from relay.settings import Settings
+from relay.storage.database import Database
+
+
+@dataclass(frozen=True)
+class Messaging:
+    notifier: Notifier
+    conversations: ConversationService
+    messages: MessageService
+    event_rate: RateLimit
+
+    async def sweep(self) -> None:
+        """End messages past their conversation's lifespan."""
+        while await self.messages.expire_due() == EXPIRY_BATCH:
+            pass
+
+
+def build_messaging(database: Database, audit: AuditLog, broker: Broker, ephemeral: EphemeralStore, clock: Clock,
+                    settings: Settings) -> Messaging:
+    """Build the services and purge a revoked device's queue when the broker says so."""
+    notifier = Notifier()
+    messages = MessageService(database, audit, notifier, clock, max_message_bytes=settings.max_message_bytes)
+    broker.subscribe(DEVICE_REVOKED, messages.device_revoked)
+    return Messaging(
+        notifier=notifier,
+        conversations=ConversationService(database, audit, notifier, clock, default_lifespan=settings.message_lifespan),
+        messages=messages,
+        event_rate=RateLimit(ephemeral, clock, name="socket-events", limit=settings.socket_events_per_minute,
+                             window=60, message="too many events from this device; slow down"),
+    )
