@@ -58,11 +58,15 @@ async def build_tenant(relay: Relay, slug: str) -> Tenant:
     on_device = await relay.login(clinician, device_id=device.id)
     blob_id = await upload(relay, on_device, await seal_photo(device, [device], b"photo"))
     created = await create_upload(relay, on_device, await seal_photo(device, [device], b"another"))
+    group = await relay.call("POST", "/api/v1/conversations", token=on_device,
+                             json={"kind": "group", "member_user_ids": [clinician.user_id]})
+    assert group.status == 201, await group.text()
     return Tenant(
         tokens={Role.ADMIN: admin.token, Role.CLINICIAN: on_device, Role.AUDITOR: auditor.token,
                 Role.INTEGRATION: emr.token},
         ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": emr.integration_id,
-             "blob_id": blob_id, "upload_id": created.headers["Location"].rsplit("/", 1)[1]},
+             "blob_id": blob_id, "upload_id": created.headers["Location"].rsplit("/", 1)[1],
+             "conversation_id": (await group.json())["id"]},
     )
 
 
@@ -81,6 +85,8 @@ EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "upload_one_time_keys": lambda: {"one_time_keys": DeviceKeys().one_time_batch(2)},
     "reject_blob": lambda: {"reason": "patient_not_found"},
     "set_photo_retention": lambda: {"seconds": 86400},
+    "create_conversation": lambda: {"kind": "group", "member_user_ids": [secrets.token_hex(16)]},
+    "add_members": lambda: {"user_ids": [secrets.token_hex(16)]},
 }
 
 
