@@ -18,7 +18,7 @@ from relay.http.endpoint import Endpoint, RouteTable
 from relay.http.middleware import build_middlewares, install_security_headers
 from relay.http.openapi import build_openapi
 from relay.keys import routes as key_routes
-from relay.messaging import conversation_routes
+from relay.messaging import consult_routes, conversation_routes
 from relay.messaging.realtime import create_socket_server, mount
 from relay.periodic import every
 from relay.runtime import Runtime
@@ -38,6 +38,7 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     upload_routes.routes,
     blob_routes.routes,
     conversation_routes.routes,
+    consult_routes.routes,
 )
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from relay.storage.tables import message_copies, messages
 from tests.support.chat import connected, conversation, message_id, open_text, recipients, seal_text, send_text
 from tests.support.devices import register_device
-from tests.support.envelopes import Member, member
+from tests.support.envelopes import Member, create_upload, download, member, metadata, patch, seal_photo, upload
 from tests.support.harness import Relay
 
 
@@ -165,3 +165,33 @@ async def test_a_revoked_device_has_nothing_left_waiting(relay: Relay) -> None:
             break
         await asyncio.sleep(0.1)
     assert await stored(relay, sent) == (None, 0)
+
+
+async def test_a_photo_message_shows_a_blob_sealed_to_the_conversation(relay: Relay) -> None:
+    alice, bob, eve = await members(relay, "alice", "bob", "eve")
+    room = await conversation(relay, alice, [bob])
+    photo = await seal_photo(alice.device, [bob.device], b"\xff\xd8 a wound photo")
+    blob_id = await upload(relay, alice.token, photo, conversation=room)
+
+    to_eve = await seal_photo(alice.device, [bob.device, eve.device], b"x")
+    stray = await create_upload(relay, alice.token, to_eve,
+                                **{"Upload-Metadata": metadata(to_eve, conversation=room.encode())})
+    assert stray.status == 201
+    refused = await patch(relay, alice.token, stray.headers["Location"], 0, to_eve)
+    assert (await refused.json())["error"] == {
+        "code": "recipient_not_addressable", "message": "the envelope addresses devices you may not send to",
+        "details": {"device_ids": [eve.device.id]}}
+    in_room = {"Upload-Metadata": metadata(photo, conversation=room.encode())}
+    not_mine = await create_upload(relay, eve.token, photo, **in_room)
+    assert (not_mine.status, (await not_mine.json())["error"]["code"]) == (403, "not_member")
+
+    async with connected(relay, alice.token) as sender, connected(relay, bob.token) as b:
+        ack = await send_text(relay, sender, alice.device, room, "see photo", blob_id=blob_id)
+        assert ack["ok"], ack
+        event = await b.next("message.new")
+        assert event["blob_id"] == blob_id
+        assert (await download(relay, bob.token, blob_id)).status == 200
+
+        other_room = await conversation(relay, alice, [eve])
+        elsewhere = await send_text(relay, sender, alice.device, other_room, "wrong photo", blob_id=blob_id)
+        assert elsewhere["error"]["code"] == "blob_mismatch"

@@ -57,7 +57,7 @@ class HeadService:
             raise Gone("the relay lost this blob's bytes; the sender has to send it again", code="blob_lost") from None
         added = self._added_recipients(current, new_head)
         async with self._database.read() as connection:
-            allowed = await addressable_devices(connection, principal, added)
+            allowed = await addressable_devices(connection, principal, added, blob.conversation_id)
         refused = sorted(set(added) - allowed)
         if refused:
             raise EnvelopeRefused("the new head addresses devices you may not send to",

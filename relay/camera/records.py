@@ -63,6 +63,7 @@ class Blob:
     retention_until: datetime | None
     purged_at: datetime | None
     purge_reason: str | None
+    conversation_id: str | None
 
     @property
     def size(self) -> int:
@@ -99,6 +100,7 @@ def blob_of(row: Any) -> Blob:
         row.id, row.tenant_id, row.sender_type, row.sender_id, row.sender_device_id, row.envelope_id, row.length,
         row.sha256, BlobState(row.state), row.head_length, row.replacement_head_id, row.replacement_head_length,
         row.created_at, row.completed_at, row.expires_at, row.retention_until, row.purged_at, row.purge_reason,
+        row.conversation_id,
     )
 
 

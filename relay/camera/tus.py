@@ -8,6 +8,7 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
@@ -20,8 +21,9 @@ TUS_EXTENSIONS = "creation,termination,expiration,checksum"
 CHECKSUM_ALGORITHMS = ("sha256",)
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 UPLOADS_PATH = "/api/v1/uploads"
-METADATA_KEYS = frozenset({"sha256"})
+METADATA_KEYS = frozenset({"sha256", "conversation"})
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[0-9a-f]{32}")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
@@ -43,14 +45,29 @@ def non_negative(request: web.Request, header: str) -> int:
     return int(value)
 
 
-def declared_sha256(header: str | None) -> str:
-    """The ciphertext's SHA-256 from Upload-Metadata: the only key Relay accepts, its value the
-    64 lowercase hex digits of the digest (base64-encoded, as tus encodes every value)."""
+@dataclass(frozen=True)
+class UploadMetadata:
+    sha256: str
+    conversation_id: str | None
+
+
+def upload_metadata(header: str | None) -> UploadMetadata:
+    """Upload-Metadata (values base64-encoded, as tus encodes them): ``sha256``, the 64
+    lowercase hex digits of the ciphertext's digest, and optionally ``conversation``, the id of
+    the conversation or consult the photo belongs to. Every other key is refused."""
     metadata = parse_metadata(header or "")
     refused = sorted(set(metadata) - METADATA_KEYS)
     if refused:
-        raise InvalidRequest("Upload-Metadata may hold only sha256; file names and other metadata are refused",
-                             code="metadata_refused", details={"keys": refused})
+        raise InvalidRequest("Upload-Metadata may hold only sha256 and conversation; file names and other metadata "
+                             "are refused", code="metadata_refused", details={"keys": refused})
+    conversation = metadata.get("conversation")
+    conversation_id = None if conversation is None else conversation.decode("ascii", "replace")
+    if conversation_id is not None and not _ID.fullmatch(conversation_id):
+        raise InvalidRequest("conversation must be a conversation id", code="invalid_conversation")
+    return UploadMetadata(_sha256(metadata), conversation_id)
+
+
+def _sha256(metadata: Mapping[str, bytes]) -> str:
     digest = metadata.get("sha256")
     if digest is None:
         raise InvalidRequest("declare the ciphertext's SHA-256 in Upload-Metadata", code="sha256_required")

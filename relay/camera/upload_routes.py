@@ -13,12 +13,12 @@ from relay.camera.errors import UploadInterrupted
 from relay.camera.tus import (
     OFFSET_CONTENT_TYPE,
     UPLOADS_PATH,
-    declared_sha256,
     discovery_headers,
     http_date,
     non_negative,
     parse_checksum,
     require_tus_version,
+    upload_metadata,
 )
 from relay.camera.uploads import UploadState
 from relay.http.endpoint import Call, RouteTable
@@ -60,8 +60,10 @@ async def create_upload(call: Call) -> web.Response:
     request = call.request
     require_tus_version(request)
     length = non_negative(request, "Upload-Length")
-    sha256 = declared_sha256(request.headers.get("Upload-Metadata"))
-    upload = await request.app[RUNTIME].camera.uploads.create(call.caller, length=length, sha256=sha256)
+    metadata = upload_metadata(request.headers.get("Upload-Metadata"))
+    upload = await request.app[RUNTIME].camera.uploads.create(
+        call.caller, length=length, sha256=metadata.sha256, conversation_id=metadata.conversation_id
+    )
     return web.Response(status=201, headers={
         "Location": f"{UPLOADS_PATH}/{upload.id}", "Upload-Expires": http_date(upload.expires_at),
         "Upload-Offset": "0",

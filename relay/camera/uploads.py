@@ -29,6 +29,7 @@ from relay.audit.actions import AuditAction
 from relay.audit.log import AuditLog
 from relay.auth.principal import Principal
 from relay.camera.addressing import addressable_devices
+from relay.messaging.membership import member_conversation
 from relay.camera.announce import Announcer
 from relay.camera.errors import (
     ChecksumMismatch,
@@ -99,7 +100,10 @@ class UploadService:
         self.max_bytes = max_bytes
         self.window = timedelta(seconds=window_seconds)
 
-    async def create(self, principal: Principal, *, length: int, sha256: str) -> UploadState:
+    async def create(self, principal: Principal, *, length: int, sha256: str, conversation_id: str | None = None
+                     ) -> UploadState:
+        """A new upload; naming a conversation (the sender must be a member) limits its
+        recipients to that conversation's devices and the tenant's EMR adapters."""
         device_id = device_of(principal)
         await self._rate.hit(device_id)
         if length > self.max_bytes:
@@ -111,9 +115,11 @@ class UploadService:
         expires_at = now + self.window
         await self._spool.create(upload_id, expires_at=expires_at)
         async with self._database.transaction() as connection:
+            if conversation_id is not None:
+                await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
             await connection.execute(insert(blobs).values(
                 id=upload_id, tenant_id=principal.tenant_id, sender_type=principal.type.value, sender_id=principal.id,
-                sender_device_id=device_id, length=length, sha256=sha256, received=0,
+                sender_device_id=device_id, conversation_id=conversation_id, length=length, sha256=sha256, received=0,
                 state=BlobState.UPLOADING.value, created_at=now, expires_at=expires_at,
             ))
             await self._audit.record(
@@ -238,7 +244,7 @@ class UploadService:
                                   code="length_mismatch")
         wanted = [recipient.device_id for recipient in view.recipients]
         async with self._database.read() as connection:
-            allowed = await addressable_devices(connection, principal, wanted)
+            allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
         refused = sorted(set(wanted) - allowed)
         if refused:
             raise EnvelopeRefused("the envelope addresses devices you may not send to",
@@ -304,7 +310,7 @@ class UploadService:
         await self._spool.set_expiry(blob.id, retention_until)
         async with self._database.transaction() as connection:
             completed = await self._mark_complete(connection, blob, principal, view, now, retention_until)
-            allowed = await addressable_devices(connection, principal, wanted)
+            allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
             await connection.execute(insert(blob_recipients), [
                 {"blob_id": blob.id, "device_id": device_id, "tenant_id": blob.tenant_id, "added_at": now,
                  "purged_at": None if device_id in allowed else now,

@@ -9,9 +9,12 @@ from relay.broker.contract import DEVICE_REVOKED, Broker
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
 from relay.ephemeral.rate_limit import RateLimit
+from relay.messaging.consults import ESCALATION_BATCH, ConsultService
 from relay.messaging.conversations import ConversationService
+from relay.messaging.escalation import EscalationPolicy
 from relay.messaging.messages import EXPIRY_BATCH, MessageService
 from relay.messaging.notifier import Notifier
+from relay.messaging.pools import PoolService
 from relay.settings import Settings
 from relay.storage.database import Database
 
@@ -21,11 +24,15 @@ class Messaging:
     notifier: Notifier
     conversations: ConversationService
     messages: MessageService
+    pools: PoolService
+    consults: ConsultService
     event_rate: RateLimit
 
     async def sweep(self) -> None:
-        """End messages past their conversation's lifespan."""
+        """End messages past their conversation's lifespan; escalate consults nobody took in time."""
         while await self.messages.expire_due() == EXPIRY_BATCH:
+            pass
+        while await self.consults.escalate_due() == ESCALATION_BATCH:
             pass
 
 
@@ -35,10 +42,14 @@ def build_messaging(database: Database, audit: AuditLog, broker: Broker, ephemer
     notifier = Notifier()
     messages = MessageService(database, audit, notifier, clock, max_message_bytes=settings.max_message_bytes)
     broker.subscribe(DEVICE_REVOKED, messages.device_revoked)
+    conversations = ConversationService(database, audit, notifier, clock, default_lifespan=settings.message_lifespan)
+    escalation = EscalationPolicy(database, audit, default_seconds=settings.consult_escalation)
     return Messaging(
         notifier=notifier,
-        conversations=ConversationService(database, audit, notifier, clock, default_lifespan=settings.message_lifespan),
+        conversations=conversations,
         messages=messages,
+        pools=PoolService(database, audit, clock),
+        consults=ConsultService(database, audit, notifier, clock, conversations, escalation),
         event_rate=RateLimit(ephemeral, clock, name="socket-events", limit=settings.socket_events_per_minute,
                              window=60, message="too many events from this device; slow down"),
     )

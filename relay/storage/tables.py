@@ -160,6 +160,7 @@ blobs = Table(
     Column("sender_type", String(16), nullable=False),
     Column("sender_id", ID, nullable=False),
     Column("sender_device_id", ID, nullable=False),
+    Column("conversation_id", ID, nullable=True),
     Column("envelope_id", ID, nullable=True),
     Column("length", BigInteger, nullable=False),
     Column("sha256", String(64), nullable=False),

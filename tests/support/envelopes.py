@@ -119,9 +119,12 @@ async def patch(relay: Relay, token: str, location: str, offset: int, data: byte
         "Upload-Offset": str(offset), "Content-Type": OFFSET_BYTES} | headers)
 
 
-async def upload(relay: Relay, token: str, envelope: bytes, *, chunk: int = 64 * 1024) -> str:
-    """Upload ``envelope`` with tus in PATCHes of ``chunk`` bytes; returns the blob id."""
-    created = await create_upload(relay, token, envelope)
+async def upload(relay: Relay, token: str, envelope: bytes, *, chunk: int = 64 * 1024,
+                 conversation: str | None = None) -> str:
+    """Upload ``envelope`` with tus in PATCHes of ``chunk`` bytes (naming ``conversation`` if
+    given); returns the blob id."""
+    extra = {} if conversation is None else {"conversation": conversation.encode()}
+    created = await create_upload(relay, token, envelope, **{"Upload-Metadata": metadata(envelope, **extra)})
     assert created.status == 201, await created.text()
     location = created.headers["Location"]
     for offset in range(0, len(envelope), chunk):

@@ -57,6 +57,7 @@ def upgrade() -> None:
     sa.Column('sender_type', sa.String(length=16), nullable=False),
     sa.Column('sender_id', sa.String(length=32), nullable=False),
     sa.Column('sender_device_id', sa.String(length=32), nullable=False),
+    sa.Column('conversation_id', sa.String(length=32), nullable=True),
     sa.Column('envelope_id', sa.String(length=32), nullable=True),
     sa.Column('length', sa.BigInteger(), nullable=False),
     sa.Column('sha256', sa.String(length=64), nullable=False),
