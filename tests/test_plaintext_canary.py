@@ -1,5 +1,5 @@
-"""Proof that nothing rests here: full photo flows with a known marker in the image bytes and in
-the manifest, then a scan of everything the server wrote (database, Redis, spool, every log
+"""Proof that nothing rests here: full photo and chat flows with a known marker in the image bytes,
+the manifest and message text, then a scan of everything the server wrote (database, Redis, spool, every log
 line) finds no marker, and after the last acknowledgement no byte of the ciphertext remains."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from relay_client.envelope import ClinicalMetadata, Manifest, open_bytes, seal_b
 
 from relay.auth.principal import Role
 from tests.support.backends import REDIS_URL, asyncpg_dsn
+from tests.support.chat import connected, conversation, open_text, send_text
 from tests.support.envelopes import adapter, download, keyring_of, member, recipient_of, upload
 from tests.support.harness import Relay
 
@@ -117,4 +118,36 @@ async def test_no_plaintext_and_no_ciphertext_remain_after_full_flows(relay: Rel
         assert hits(written, needle) == [], f"plaintext found: {hits(written, needle)}"
     for envelope in (to_bob, to_emr):
         for start in range(0, len(envelope) - 32, len(envelope) // 7):
+            assert hits(written, envelope[start : start + 32]) == [], "ciphertext outlived its acknowledgement"
+
+
+async def test_no_plaintext_and_no_ciphertext_remain_after_chat_flows(relay: Relay, logs: CapturedLogs) -> None:
+    alice, bob = await member(relay, "alice"), await member(relay, "bob")
+    room = await conversation(relay, alice, [bob])
+    content = photo(100_000)
+    picture = await seal_bytes(MANIFEST, content, sender=keyring_of(alice.device).sender,
+                               recipients=[recipient_of(bob.device)])
+    blob_id = await upload(relay, alice.token, picture, conversation=room)
+    async with connected(relay, alice.token) as sender, connected(relay, bob.token) as receiver:
+        text = await send_text(relay, sender, alice.device, room, f"patient {CANARY_TEXT} looks better")
+        shown = await send_text(relay, sender, alice.device, room, f"photo of {CANARY_TEXT}", blob_id=blob_id)
+        recalled = await send_text(relay, sender, alice.device, room, f"wrong bed {CANARY_TEXT}")
+        envelopes = []
+        for _ in range(3):
+            event = await receiver.next("message.new")
+            envelopes.append(event["envelope"])
+            assert CANARY_TEXT in await open_text(bob.device, alice.device, event["envelope"])
+        assert hits(await everything_written(relay, logs), envelopes[0][-48:-16]), "the scan sees messages (control)"
+        ids = [answer["result"]["message_id"] for answer in (text, shown)]
+        await receiver.result("message.ack", {"message_ids": ids})
+        await receiver.result("message.read", {"message_ids": ids})
+        await sender.result("message.recall", {"message_id": recalled["result"]["message_id"]})
+    assert (await download(relay, bob.token, blob_id)).status == 200
+    assert (await relay.call("POST", f"/api/v1/blobs/{blob_id}/ack", token=bob.token)).status in (200, 204)
+
+    written = await everything_written(relay, logs)
+    for needle in (CANARY, CANARY.lower(), CANARY_TEXT.encode("utf-16-le"), content[:64]):
+        assert hits(written, needle) == [], f"plaintext found: {hits(written, needle)}"
+    for envelope in (*envelopes, picture):
+        for start in range(0, len(envelope) - 32, max(1, len(envelope) // 7)):
             assert hits(written, envelope[start : start + 32]) == [], "ciphertext outlived its acknowledgement"

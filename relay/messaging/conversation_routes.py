@@ -11,7 +11,7 @@ from relay.http.endpoint import Call, RouteTable
 from relay.http.schema import RequestBody, ResponseBody
 from relay.keys.routes import DeviceView
 from relay.messaging.conversations import MAX_MEMBERS
-from relay.messaging.records import Conversation, ConversationKind
+from relay.messaging.records import MAX_LIFESPAN, MIN_LIFESPAN, Conversation, ConversationKind
 from relay.runtime_key import RUNTIME
 
 routes = RouteTable("conversations")
@@ -19,7 +19,6 @@ routes = RouteTable("conversations")
 CLINICIANS = frozenset({Role.CLINICIAN})
 CONVERSATION_PATH = "/api/v1/conversations/{conversation_id}"
 UserId = Field(pattern=r"^[0-9a-f]{32}$")
-MIN_LIFESPAN, MAX_LIFESPAN = 60, 365 * 24 * 3600
 
 
 class NewConversation(RequestBody):

@@ -22,7 +22,7 @@ from relay.keys.devices import Device, DeviceService
 from relay.messaging.errors import MembershipRefused, UnknownMembers
 from relay.messaging.membership import colleagues, load_conversation, member_conversation, member_devices
 from relay.messaging.notifier import Notifier
-from relay.messaging.queue import purge_queued_for_users
+from relay.messaging.queue import MessageQueue
 from relay.messaging.records import Conversation, ConversationKind, MembershipChange, MessagePurgeReason
 from relay.storage.database import Database
 from relay.storage.tables import conversation_members, conversations
@@ -32,9 +32,10 @@ MAX_MEMBERS = 256
 
 
 class ConversationService:
-    def __init__(self, database: Database, audit: AuditLog, notifier: Notifier, clock: Clock,
+    def __init__(self, database: Database, audit: AuditLog, queue: MessageQueue, notifier: Notifier, clock: Clock,
                  *, default_lifespan: int) -> None:
         self._database = database
+        self._queue = queue
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -174,7 +175,7 @@ class ConversationService:
                 connection, action, tenant_id=conversation.tenant_id, actor=principal.actor,
                 object_type="conversation", object_id=conversation.id, details={"user_id": user_id},
             )
-        return await purge_queued_for_users(connection, self._audit, self._clock, conversation, user_ids, reason)
+        return await self._queue.purge_for_users(connection, conversation, user_ids, reason)
 
     async def _require_colleagues(self, connection: AsyncConnection, tenant_id: str, user_ids: set[str]) -> None:
         found = await colleagues(connection, tenant_id, user_ids)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from relay.auth.principal import Principal
 from relay.camera.records import load_blob, load_recipients
 from relay.clock import Clock
 from relay.errors import ApiError
+from relay.ids import new_id
 from relay.keys.routing_view import read_routing_view
 from relay.messaging.errors import (
     BlobMismatch,
@@ -38,8 +39,8 @@ from relay.messaging.errors import (
 )
 from relay.messaging.membership import member_conversation, member_devices
 from relay.messaging.notifier import Notifier
-from relay.messaging.queue import MESSAGE_NEW, enqueue, message_new, purge_queued_for_device, purge_settled, queued
-from relay.messaging.records import Conversation, ConversationKind, MessagePurgeReason, ReceiptStatus
+from relay.messaging.queue import MESSAGE_NEW, MessageQueue
+from relay.messaging.records import MAX_LIFESPAN, Conversation, ConversationKind, MessagePurgeReason, ReceiptStatus
 from relay.storage.database import Database
 from relay.storage.tables import consults, message_copies, messages
 
@@ -65,9 +66,10 @@ class Receipt:
 
 
 class MessageService:
-    def __init__(self, database: Database, audit: AuditLog, notifier: Notifier, clock: Clock, *,
-                 max_message_bytes: int) -> None:
+    def __init__(self, database: Database, audit: AuditLog, queue: MessageQueue, notifier: Notifier, clock: Clock,
+                 *, max_message_bytes: int) -> None:
         self._database = database
+        self._queue = queue
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -84,10 +86,29 @@ class MessageService:
             raise SenderMismatch("the envelope names another device as its sender")
         digest = hashlib.sha256(envelope).hexdigest()
         named = {recipient.device_id for recipient in view.recipients}
-        async with self._database.transaction() as connection:
+        async with self._database.read() as connection:
             existing = await self._existing(connection, principal, message_id, digest)
-            if existing is not None:
-                return existing
+        if existing is not None:
+            return existing
+        object_id = await self._spool_envelope(envelope)
+        try:
+            return await self._queue_message(principal, conversation_id, message_id, envelope, digest, named, blob_id,
+                                             object_id)
+        except BaseException:
+            await self._queue.spool.delete(object_id)
+            raise
+
+    async def _spool_envelope(self, envelope: bytes) -> str:
+        """Write the ciphertext to the spool before anything refers to it; its deadline is the
+        longest lifespan a conversation may have, the database tightens it at once."""
+        object_id, now = new_id(), self._clock.now()
+        await self._queue.spool.create(object_id, expires_at=now + timedelta(seconds=MAX_LIFESPAN))
+        await self._queue.spool.append(object_id, 0, _once(envelope))
+        return object_id
+
+    async def _queue_message(self, principal: Principal, conversation_id: str, message_id: str, envelope: bytes,
+                             digest: str, named: set[str], blob_id: str | None, object_id: str) -> SentMessage:
+        async with self._database.transaction() as connection:
             conversation = await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
             await _require_open(connection, conversation)
             expected = await member_devices(connection, conversation)
@@ -105,15 +126,17 @@ class MessageService:
             await connection.execute(insert(messages).values(
                 id=message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
                 sender_user_id=principal.id, sender_device_id=principal.device_id, envelope_sha256=digest,
-                envelope=envelope, blob_id=blob_id, sent_at=now, expires_at=expires_at,
+                envelope_length=len(envelope), object_id=object_id, blob_id=blob_id, sent_at=now,
+                expires_at=expires_at,
             ))
-            seqs = await enqueue(connection, principal.tenant_id, message_id, recipients)
+            seqs = await self._queue.enqueue(connection, principal.tenant_id, message_id, recipients)
             await self._audit.record(
                 connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
                 object_type="message", object_id=message_id,
                 details={"conversation_id": conversation.id, "device_id": principal.device_id,
                          "recipients": len(recipients), "bytes": len(envelope), "blob_id": blob_id},
             )
+        await self._queue.spool.set_expiry(object_id, expires_at)
         base = {"message_id": message_id, "conversation_id": conversation.id, "sender_user_id": principal.id,
                 "sender_device_id": principal.device_id, "sent_at": now.isoformat(),
                 "expires_at": expires_at.isoformat(), "envelope": envelope, "blob_id": blob_id}
@@ -149,7 +172,7 @@ class MessageService:
                 ).values(acknowledged_at=now).returning(message_copies.c.message_id)
             )).all()
             acknowledged = [row.message_id for row in rows]
-            await purge_settled(connection, self._audit, now, acknowledged, MessagePurgeReason.DELIVERED)
+            await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
             receipts = await _receipts(connection, acknowledged)
         await self._send_receipts(principal, receipts, ReceiptStatus.DELIVERED, now)
         return acknowledged
@@ -190,8 +213,7 @@ class MessageService:
                 raise MessageNotFound("no such message")
             if row.sender_user_id != principal.id:
                 raise NotSender("only its sender recalls a message")
-            devices, purged = await self._delete(connection, row, now, MessagePurgeReason.RECALLED)
-            await connection.execute(update(messages).where(messages.c.id == message_id).values(recalled_at=now))
+            devices, purged = await self._delete(connection, row, now, MessagePurgeReason.RECALLED, recalled_at=now)
             await self._audit.record(
                 connection, AuditAction.MESSAGE_RECALLED, tenant_id=principal.tenant_id, actor=principal.actor,
                 object_type="message", object_id=message_id,
@@ -220,8 +242,8 @@ class MessageService:
             await self._tell_deleted(devices, conversation_id, [message_id], MessagePurgeReason.EXPIRED)
         return len(rows)
 
-    async def _delete(self, connection: AsyncConnection, row: Any, now: datetime,
-                      reason: MessagePurgeReason) -> tuple[list[str], int]:
+    async def _delete(self, connection: AsyncConnection, row: Any, now: datetime, reason: MessagePurgeReason,
+                      **values: Any) -> tuple[list[str], int]:
         """Drop every copy of a message and its ciphertext; returns the devices that had a copy
         and how many copies were still queued."""
         copies = (await connection.execute(
@@ -229,15 +251,10 @@ class MessageService:
             .returning(message_copies.c.device_id, message_copies.c.acknowledged_at)
         )).all()
         purged = sum(1 for copy in copies if copy.acknowledged_at is None)
-        values: dict[str, Any] = {"deleted_at": now}
-        if row.envelope is not None:
-            values |= {"envelope": None, "purged_at": now, "purge_reason": reason.value}
-        await connection.execute(update(messages).where(messages.c.id == row.id).values(**values))
-        if row.envelope is not None:
-            await self._audit.record(
-                connection, AuditAction.MESSAGE_PURGED, tenant_id=row.tenant_id, object_type="message",
-                object_id=row.id, details={"conversation_id": row.conversation_id, "reason": reason.value},
-            )
+        if row.object_id is not None:
+            await self._queue.forget(connection, row, reason, now, deleted_at=now, **values)
+        else:
+            await connection.execute(update(messages).where(messages.c.id == row.id).values(deleted_at=now, **values))
         return sorted({copy.device_id for copy in copies} | {row.sender_device_id}), purged
 
     async def _tell_deleted(self, devices: list[str], conversation_id: str, message_ids: list[str],
@@ -249,14 +266,13 @@ class MessageService:
     async def queued(self, principal: Principal, *, limit: int, after_seq: int = 0) -> list[dict[str, Any]]:
         """What waits for the caller's device, oldest first, as `message.new` payloads."""
         assert principal.device_id is not None
-        async with self._database.transaction() as connection:
-            rows = await queued(connection, principal.device_id, limit=limit, after_seq=after_seq)
-        return [message_new(row) for row in rows]
+        async with self._database.read() as connection:
+            return await self._queue.queued(connection, principal.device_id, limit=limit, after_seq=after_seq)
 
     async def device_revoked(self, event: dict[str, Any]) -> None:
         """Broker handler: nothing keeps waiting for a revoked device."""
         async with self._database.transaction() as connection:
-            await purge_queued_for_device(connection, self._audit, self._clock, event["tenant_id"], event["device_id"])
+            await self._queue.purge_for_device(connection, event["tenant_id"], event["device_id"])
 
 
 def _routing_view(envelope: bytes) -> Any:
@@ -294,3 +310,7 @@ async def _receipts(connection: AsyncConnection, message_ids: list[str]) -> list
     rows = await connection.execute(select(messages.c.id, messages.c.conversation_id, messages.c.sender_user_id)
                                     .where(messages.c.id.in_(message_ids)))
     return [Receipt(row.id, row.conversation_id, row.sender_user_id) for row in rows]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+MIN_LIFESPAN = 60
+MAX_LIFESPAN = 365 * 24 * 3600
+
 
 class ConversationKind(StrEnum):
     DIRECT = "direct"

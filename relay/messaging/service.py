@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from relay.audit.log import AuditLog
 from relay.broker.contract import DEVICE_REVOKED, Broker
+from relay.camera.spool.contract import Spool
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
 from relay.ephemeral.rate_limit import RateLimit
@@ -15,6 +16,7 @@ from relay.messaging.escalation import EscalationPolicy
 from relay.messaging.messages import EXPIRY_BATCH, MessageService
 from relay.messaging.notifier import Notifier
 from relay.messaging.pools import PoolService
+from relay.messaging.queue import MessageQueue
 from relay.settings import Settings
 from relay.storage.database import Database
 
@@ -36,13 +38,14 @@ class Messaging:
             pass
 
 
-def build_messaging(database: Database, audit: AuditLog, broker: Broker, ephemeral: EphemeralStore, clock: Clock,
-                    settings: Settings) -> Messaging:
+def build_messaging(database: Database, audit: AuditLog, spool: Spool, broker: Broker, ephemeral: EphemeralStore,
+                    clock: Clock, settings: Settings) -> Messaging:
     """Build the services and purge a revoked device's queue when the broker says so."""
-    notifier = Notifier()
-    messages = MessageService(database, audit, notifier, clock, max_message_bytes=settings.max_message_bytes)
+    notifier, queue = Notifier(), MessageQueue(audit, spool, clock)
+    messages = MessageService(database, audit, queue, notifier, clock, max_message_bytes=settings.max_message_bytes)
     broker.subscribe(DEVICE_REVOKED, messages.device_revoked)
-    conversations = ConversationService(database, audit, notifier, clock, default_lifespan=settings.message_lifespan)
+    conversations = ConversationService(database, audit, queue, notifier, clock,
+                                        default_lifespan=settings.message_lifespan)
     escalation = EscalationPolicy(database, audit, default_seconds=settings.consult_escalation)
     return Messaging(
         notifier=notifier,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from relay.errors import SettingsError
 
 IMMEDIATE = "relay_sqlite_immediate"
+AFTER_COMMIT = "relay_after_commit"
+log = logging.getLogger(__name__)
 SUPPORTED_DRIVERS = {"sqlite+aiosqlite": "aiosqlite", "postgresql+asyncpg": "asyncpg"}
 
 
@@ -34,19 +37,36 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.connect() as connection:
+        """A write transaction; what ``after_commit`` registered in it runs once it committed
+        (and the SQLite write lock is released), never after a rollback."""
+        callbacks: list[Callable[[], Awaitable[object]]] = []
+        async with contextlib.AsyncExitStack() as stack:
+            if self.is_sqlite:
+                await stack.enter_async_context(self._write_lock)
+            connection = await stack.enter_async_context(self.engine.connect())
+            if self.is_sqlite:
                 await connection.execution_options(**{IMMEDIATE: True})
+            try:
                 async with connection.begin():
                     yield connection
-        else:
-            async with self.engine.begin() as connection:
-                yield connection
+                callbacks = connection.info.get(AFTER_COMMIT, [])
+            finally:
+                connection.info.pop(AFTER_COMMIT, None)
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                log.exception("a step after a committed transaction failed")
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as connection:
             yield connection
+
+    @staticmethod
+    def after_commit(connection: AsyncConnection, callback: Callable[[], Awaitable[object]]) -> None:
+        """Run ``callback`` once the transaction ``connection`` belongs to has committed."""
+        connection.info.setdefault(AFTER_COMMIT, []).append(callback)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
