@@ -29,7 +29,6 @@ from relay.audit.actions import AuditAction
 from relay.audit.log import AuditLog
 from relay.auth.principal import Principal
 from relay.camera.addressing import addressable_devices
-from relay.messaging.membership import member_conversation
 from relay.camera.announce import Announcer
 from relay.camera.errors import (
     ChecksumMismatch,
@@ -60,6 +59,7 @@ from relay.keys.routing_view import (
     UnsupportedEnvelopeVersion,
     read_routing_view,
 )
+from relay.messaging.membership import member_conversation
 from relay.storage.database import Database
 from relay.storage.tables import blob_recipients, blobs
 
