@@ -61,17 +61,25 @@ async def build_tenant(relay: Relay, slug: str) -> Tenant:
     group = await relay.call("POST", "/api/v1/conversations", token=on_device,
                              json={"kind": "group", "member_user_ids": [clinician.user_id]})
     assert group.status == 201, await group.text()
+    colleague = await relay.account(f"colleague-{slug}", Role.CLINICIAN, tenant=slug)
+    pool = await relay.call("POST", "/api/v1/pools", token=admin.token,
+                            json={"name": "on call", "member_user_ids": [colleague.user_id]})
+    assert pool.status == 201, await pool.text()
+    consult = await relay.call("POST", "/api/v1/consults", token=on_device, json={"pool_id": (await pool.json())["id"]})
+    assert consult.status == 201, await consult.text()
     return Tenant(
         tokens={Role.ADMIN: admin.token, Role.CLINICIAN: on_device, Role.AUDITOR: auditor.token,
                 Role.INTEGRATION: emr.token},
         ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": emr.integration_id,
              "blob_id": blob_id, "upload_id": created.headers["Location"].rsplit("/", 1)[1],
-             "conversation_id": (await group.json())["id"]},
+             "conversation_id": (await group.json())["id"], "pool_id": (await pool.json())["id"],
+             "consult_id": (await consult.json())["id"]},
     )
 
 
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "reauth": lambda: {"password": PASSWORD},
+    "device_session": lambda: {"device_id": secrets.token_hex(16)},
     "change_password": lambda: {"current_password": PASSWORD, "new_password": "another long passphrase"},
     "confirm_totp": lambda: {"code": "000000"},
     "create_user": lambda: {"username": f"u{secrets.token_hex(4)}", "display_name": "New", "role": "clinician",
@@ -87,6 +95,10 @@ EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "set_photo_retention": lambda: {"seconds": 86400},
     "create_conversation": lambda: {"kind": "group", "member_user_ids": [secrets.token_hex(16)]},
     "add_members": lambda: {"user_ids": [secrets.token_hex(16)]},
+    "create_pool": lambda: {"name": f"pool-{secrets.token_hex(4)}", "member_user_ids": [secrets.token_hex(16)]},
+    "set_pool_members": lambda: {"member_user_ids": [secrets.token_hex(16)]},
+    "create_consult": lambda: {"colleague_user_id": secrets.token_hex(16)},
+    "set_consult_escalation": lambda: {"seconds": 600},
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from relay.auth.principal import Role
 from tests.conftest import SettingsFactory
 from tests.support.clock import ManualClock
+from tests.support.devices import register_device
 from tests.support.harness import Relay, running_relay
 
 
@@ -103,3 +104,17 @@ async def test_failed_logins_are_audited_without_the_password(relay: Relay) -> N
     failures = [row for row in rows if row.outcome == "failure"]
     assert failures and failures[-1].object_id == alice.user_id
     assert all("canary-password" not in str(tuple(row)) for row in rows)
+
+
+async def test_a_session_moves_to_a_device_just_registered_without_a_second_login(relay: Relay) -> None:
+    alice, bob = await relay.account("alice"), await relay.account("bob")
+    device = await register_device(relay, alice.token)
+    moved = await relay.call("POST", "/api/v1/auth/device-session", token=alice.token, json={"device_id": device.id})
+    assert moved.status == 201, await moved.text()
+    bound = (await moved.json())["token"]
+    assert (await relay.call("GET", "/api/v1/blobs", token=bound)).status == 200, "the new token is device-bound"
+    assert (await relay.call("GET", "/api/v1/me", token=alice.token)).status == 401, "the old token ended"
+
+    bobs = await relay.call("POST", "/api/v1/auth/device-session", token=bob.token, json={"device_id": device.id})
+    assert (bobs.status, (await bobs.json())["error"]["code"]) == (422, "unknown_device")
+    assert (await relay.call("GET", "/api/v1/me", token=bob.token)).status == 200, "a refusal ends nothing"

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
+import socketio
 
 from relay.messaging.events import CLIENT_EVENTS
 from tests.support.chat import connected, conversation, message_id, recipients, seal_text
@@ -125,3 +127,16 @@ async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> bool:
         message = await ws.receive()
         if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
             return True
+
+
+async def test_a_refused_connection_says_why_with_a_code(relay: Relay) -> None:
+    alice = await member(relay, "alice")
+    for auth, code in (({}, "missing_token"), ({"token": "not-a-token"}, "invalid_token"),
+                       ({"token": alice.account.token}, "device_required")):
+        client = socketio.AsyncClient(reconnection=False)
+        refusals: asyncio.Queue[object] = asyncio.Queue()
+        client.on("connect_error", refusals.put)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(relay.url, auth=auth, transports=["websocket"], wait_timeout=10)
+        refusal = await asyncio.wait_for(refusals.get(), 10)
+        assert isinstance(refusal, dict) and refusal["data"] == {"code": code}, refusal

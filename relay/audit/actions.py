@@ -13,6 +13,7 @@ class AuditAction(StrEnum):
     LOGIN = "auth.login"
     LOGIN_LOCKED = "auth.locked"
     LOGOUT = "auth.logout"
+    SESSION_MOVED = "auth.session_moved"
     REAUTH = "auth.reauth"
     SESSION_EXPIRED = "auth.session_expired"
     SESSIONS_ENDED = "auth.sessions_ended"

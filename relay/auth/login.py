@@ -119,6 +119,23 @@ class LoginService:
             )
         return issued
 
+    async def move_to_device(self, principal: Principal, device_id: str) -> IssuedSession:
+        """Trade the caller's session for one bound to ``device_id`` (one of their active devices),
+        so a user who just registered a device needs no second login, nor a second TOTP code."""
+        async with self._database.transaction() as connection:
+            await self._require_own_device(connection, principal.tenant_id, principal.id, device_id)
+            await self._sessions.end(connection, principal.session_id)
+            issued = await self._sessions.issue(
+                connection, tenant_id=principal.tenant_id, principal_type=PrincipalType.USER,
+                principal_id=principal.id, device_id=device_id,
+            )
+            await self._audit.record(
+                connection, AuditAction.SESSION_MOVED, tenant_id=principal.tenant_id, actor=principal.actor,
+                object_type="session", object_id=issued.session_id,
+                details={"from_session_id": principal.session_id, "device_id": device_id},
+            )
+        return issued
+
     async def reauthenticate(self, principal: Principal, *, password: str, totp_code: str | None) -> None:
         """Prove presence again (for exports and other sensitive actions) without a new session."""
         async with self._database.read() as connection:

@@ -101,6 +101,20 @@ async def login(call: Call[LoginRequest]) -> SessionView:
                        idle_timeout_seconds=runtime.settings.session_idle_timeout)
 
 
+class DeviceSessionRequest(RequestBody):
+    device_id: str = Field(min_length=32, max_length=32, description="One of the caller's active devices")
+
+
+@routes.post("/api/v1/auth/device-session", summary="Trade the caller's session for one bound to one of their "
+             "devices (after registering it); the old token ends", roles=USER_ROLES, body=DeviceSessionRequest,
+             response=SessionView, status=201)
+async def device_session(call: Call[DeviceSessionRequest]) -> SessionView:
+    runtime = call.request.app[RUNTIME]
+    issued = await runtime.login.move_to_device(call.caller, call.body.device_id)
+    return SessionView(token=issued.token, session_id=issued.session_id, expires_at=issued.expires_at,
+                       idle_timeout_seconds=runtime.settings.session_idle_timeout)
+
+
 @routes.post("/api/v1/auth/logout", summary="End the current session", roles=ALL_ROLES, status=204)
 async def logout(call: Call) -> None:
     runtime = call.request.app[RUNTIME]

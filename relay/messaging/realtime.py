@@ -70,7 +70,7 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         try:
             principal = await authenticate(token)
         except ApiError as error:
-            raise socketio.exceptions.ConnectionRefusedError({"code": error.code}) from None
+            raise socketio.exceptions.ConnectionRefusedError(error.message, {"code": error.code}) from None
         assert principal.device_id is not None
         await server.save_session(sid, {"token": token, "device_id": principal.device_id})
         await server.enter_room(sid, device_room(principal.device_id))
