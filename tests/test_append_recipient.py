@@ -12,6 +12,7 @@ from sqlalchemy import select
 from relay.auth.principal import Role
 from relay.keys.routing_view import MAX_HEAD_LENGTH
 from relay.storage.tables import blobs
+from tests.support.chat import conversation
 from tests.support.envelopes import (
     adapter,
     audit_trail,
@@ -81,8 +82,16 @@ async def test_a_recipient_forwards_a_photo_to_the_emr_adapter(relay: Relay) -> 
 async def test_the_sender_and_then_a_consultant_add_recipients(relay: Relay) -> None:
     alice, bob, carol, dave = [await member(relay, name) for name in ("alice", "bob", "carol", "dave")]
     envelope = await seal_photo(alice.device, [bob.device, alice.device], os.urandom(40_000))
-    blob_id = await upload(relay, alice.token, envelope)
+    room = await conversation(relay, alice, [bob])
+    blob_id = await upload(relay, alice.token, envelope, conversation=room)
     body = envelope[len(head_of(envelope)):]
+    erin = await member(relay, "erin")
+    not_yet = append_recipients(head_of(envelope), keyring_of(alice.device).opening_keys(), [recipient_of(carol.device)])
+    refused = await put_head(relay, alice.token, blob_id, not_yet)
+    assert (refused.status, (await refused.json())["error"]["code"]) == (422, "recipient_not_addressable")
+    joined = await relay.call("POST", f"/api/v1/conversations/{room}/members", token=alice.token,
+                              json={"user_ids": [someone.account.user_id for someone in (carol, dave, erin)]})
+    assert joined.status == 200, await joined.text()
 
     with_carol = append_recipients(head_of(envelope), keyring_of(alice.device).opening_keys(),
                                    [recipient_of(carol.device)])
@@ -97,7 +106,6 @@ async def test_the_sender_and_then_a_consultant_add_recipients(relay: Relay) -> 
     opened = await open_bytes(whole, keyring_of(dave.device).opening_keys(), keyring_of(alice.device).identity_key)
     assert len(opened.content) == 40_000
 
-    erin = await member(relay, "erin")
     stale = await put_head(relay, bob.token, blob_id,
                            append_recipients(with_carol, keyring_of(bob.device).opening_keys(),
                                              [recipient_of(erin.device)]))

@@ -57,7 +57,8 @@ async def test_a_photo_is_announced_downloaded_opened_and_acknowledged(
     photo = os.urandom(200_000)
     bob_id = (await bob.auth.me())["id"]
     recipients = [alice.directory.recipient(device) for device in await alice.directory.user_devices(bob_id)]
-    blob_id = await alice.upload_photo(photo, recipients, manifest=Manifest("image/png"))
+    room = await alice.conversations.direct(bob_id)
+    blob_id = await alice.upload_photo(photo, recipients, manifest=Manifest("image/png"), conversation_id=room.id)
 
     notice = await asyncio.wait_for(available.get(), 10)
     assert (notice.blob_id, notice.sender_device_id) == (blob_id, alice.devices.device_id)
@@ -102,7 +103,8 @@ async def test_an_upload_resumes_from_the_relays_offset_after_the_connection_dro
                 await proxy.start()
 
             uploader = Uploader(alice.http, piece_size=100_000)
-            blob_id = await uploader.upload(DroppingSource(envelope))
+            room = await alice.conversations.direct(bob_id)
+            blob_id = await uploader.upload(DroppingSource(envelope), conversation_id=room.id)
             assert reads[0] == 0 and reads == sorted(reads)
             assert len(reads) > len(set(reads)), "a piece was sent again after the drop"
             assert len(reads) < 2 * len(range(0, len(envelope), 100_000)), "resumed, not restarted"
@@ -119,7 +121,8 @@ async def test_a_download_continues_a_partial_file_with_range(
     alice, bob = alice_and_bob
     bob_id = (await bob.auth.me())["id"]
     recipients = [alice.directory.recipient(d) for d in await alice.directory.user_devices(bob_id)]
-    blob_id = await alice.upload_photo(os.urandom(300_000), recipients)
+    room = await alice.conversations.direct(bob_id)
+    blob_id = await alice.upload_photo(os.urandom(300_000), recipients, conversation_id=room.id)
     whole = tmp_path / "whole.sealed"
     size = await bob.blobs.download(blob_id, whole)
     partial = tmp_path / "partial.sealed"

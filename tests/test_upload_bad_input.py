@@ -5,12 +5,13 @@ sender may not address, other people's uploads and blobs."""
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 
 from relay.auth.principal import Role
+from tests.support.chat import conversation
 from tests.support.envelopes import (
     TUS,
+    Member,
     audit_trail,
     create_upload,
     download,
@@ -109,10 +110,16 @@ async def test_a_truncated_head_is_refused_when_the_upload_ends(relay: Relay) ->
     assert not await spool_holds(relay, location.rsplit("/", 1)[1])
 
 
+async def wrong_digest(relay: Relay, sender: Member, recipient: Member) -> dict[str, str]:
+    """Upload-Metadata naming the pair's conversation and the SHA-256 of other bytes."""
+    room = await conversation(relay, sender, [recipient], kind="direct")
+    return {"Upload-Metadata": metadata(b"other", conversation=room.encode())}
+
+
 async def test_a_hash_mismatch_discards_the_upload_and_notifies_no_one(relay: Relay) -> None:
     alice, bob = await member(relay, "alice"), await member(relay, "bob")
     envelope = await seal_photo(alice.device, [bob.device], os.urandom(20_000))
-    wrong = {"Upload-Metadata": "sha256 " + base64.b64encode(hashlib.sha256(b"other").hexdigest().encode()).decode()}
+    wrong = await wrong_digest(relay, alice, bob)
     location = (await create_upload(relay, alice.token, envelope, **wrong)).headers["Location"]
     blob_id = location.rsplit("/", 1)[1]
     assert (await patch(relay, alice.token, location, 0, envelope[:10_000])).status == 204
@@ -129,7 +136,7 @@ async def test_a_hash_mismatch_in_a_single_patch_upload_is_caught_too(relay: Rel
     """One PATCH from byte 0 is hashed as it streams (no read-back): the check still holds."""
     alice, bob = await member(relay, "alice"), await member(relay, "bob")
     envelope = await seal_photo(alice.device, [bob.device], os.urandom(20_000))
-    wrong = {"Upload-Metadata": "sha256 " + base64.b64encode(hashlib.sha256(b"other").hexdigest().encode()).decode()}
+    wrong = await wrong_digest(relay, alice, bob)
     location = (await create_upload(relay, alice.token, envelope, **wrong)).headers["Location"]
 
     response = await patch(relay, alice.token, location, 0, envelope)

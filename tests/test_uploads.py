@@ -15,6 +15,7 @@ from tusclient.client import TusClient
 from tusclient.uploader import AsyncUploader
 
 from tests.conftest import SettingsFactory
+from tests.support.chat import conversation
 from tests.support.clock import ManualClock
 from tests.support.envelopes import (
     TUS,
@@ -47,7 +48,8 @@ async def test_a_standard_tus_client_uploads_a_sealed_photo(relay: Relay, upload
     envelope = await seal_photo(alice.device, [bob.device], photo)
     client = TusClient(relay.url + "/api/v1/uploads", headers={"Authorization": f"Bearer {alice.token}"})
     tus = uploader(file_stream=io.BytesIO(envelope), client=client, chunk_size=40_000,
-                   metadata={"sha256": hashlib.sha256(envelope).hexdigest()},
+                   metadata={"sha256": hashlib.sha256(envelope).hexdigest(),
+                             "conversation": await conversation(relay, alice, [bob], kind="direct")},
                    upload_checksum=uploader is Sha256Uploader)
     await tus.upload()
     assert tus.offset == len(envelope)

@@ -22,7 +22,9 @@ from sqlalchemy import select
 
 from relay.auth.principal import Role
 from relay.camera.spool.contract import SpoolObjectMissing
-from relay.storage.tables import audit_events
+from relay.errors import ApiError
+from relay.keys.routing_view import read_routing_view
+from relay.storage.tables import audit_events, devices
 from tests.support.devices import RegisteredDevice, register_device
 from tests.support.harness import Account, Relay
 from tests.support.integration import AdapterKey, token_form
@@ -110,8 +112,39 @@ async def adapter(relay: Relay, admin: Account, name: str = "emr-adapter") -> Ad
 
 
 async def create_upload(relay: Relay, token: str, envelope: bytes, **headers: str) -> Any:
+    """tus creation; unless the caller sets Upload-Metadata, the upload names a conversation of
+    the sender and its recipients' users, as a clinician's client does (see ``conversation_for``)."""
+    if "Upload-Metadata" not in headers:
+        room = await conversation_for(relay, token, envelope)
+        extra = {} if room is None else {"conversation": room.encode()}
+        headers = headers | {"Upload-Metadata": metadata(envelope, **extra)}
     return await relay.call("POST", "/api/v1/uploads", token=token, headers=TUS | {
-        "Upload-Length": str(len(envelope)), "Upload-Metadata": metadata(envelope)} | headers)
+        "Upload-Length": str(len(envelope))} | headers)
+
+
+async def conversation_for(relay: Relay, token: str, envelope: bytes) -> str | None:
+    """A group conversation of the sender and the users owning the envelope's recipient devices;
+    None when the envelope cannot be read or addresses only the sender's own devices and adapters,
+    or when those users cannot share a conversation (another tenant's, disabled): the relay then
+    judges the recipients without one."""
+    try:
+        view = read_routing_view(envelope)
+    except ApiError:
+        return None
+    me = await relay.call("GET", "/api/v1/me", token=token)
+    if me.status != 200:
+        return None
+    async with relay.runtime.database.read() as connection:
+        owners = set((await connection.scalars(select(devices.c.owner_id).where(
+            devices.c.id.in_([recipient.device_id for recipient in view.recipients]),
+            devices.c.owner_type == "user",
+        ))).all())
+    others = sorted(owners - {(await me.json())["id"]})
+    if not others:
+        return None
+    created = await relay.call("POST", "/api/v1/conversations", token=token,
+                               json={"kind": "group", "member_user_ids": others})
+    return str((await created.json())["id"]) if created.status == 201 else None
 
 
 async def patch(relay: Relay, token: str, location: str, offset: int, data: bytes, **headers: str) -> Any:
@@ -123,8 +156,8 @@ async def upload(relay: Relay, token: str, envelope: bytes, *, chunk: int = 64 *
                  conversation: str | None = None) -> str:
     """Upload ``envelope`` with tus in PATCHes of ``chunk`` bytes (naming ``conversation`` if
     given); returns the blob id."""
-    extra = {} if conversation is None else {"conversation": conversation.encode()}
-    created = await create_upload(relay, token, envelope, **{"Upload-Metadata": metadata(envelope, **extra)})
+    extra = {} if conversation is None else {"Upload-Metadata": metadata(envelope, conversation=conversation.encode())}
+    created = await create_upload(relay, token, envelope, **extra)
     assert created.status == 201, await created.text()
     location = created.headers["Location"]
     for offset in range(0, len(envelope), chunk):
