@@ -154,5 +154,5 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
                 max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
             ),
             camera=build_camera(database, audit, spool, broker, ephemeral, clock, settings),
-            messaging=build_messaging(database, audit, spool, broker, ephemeral, clock, settings),
+            messaging=build_messaging(database, audit, spool, broker, clock, settings),
         )

@@ -114,7 +114,7 @@ class Settings(BaseModel):
     )
     socket_ping_timeout: int = Field(20, ge=1, le=300, description="Seconds to wait for a heartbeat's answer.")
     socket_events_per_minute: int = Field(
-        1200, ge=1, description="Client events one device may send per minute over socket.io; more are answered "
+        1200, ge=1, description="Client events one socket.io connection may send per minute; more are answered "
         "rate_limited."
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")

@@ -95,6 +95,7 @@ async def test_a_logged_out_session_stops_working_on_an_open_socket(relay: Relay
     room = await conversation(relay, alice, [bob])
     async with connected(relay, alice.token) as socket:
         assert (await relay.call("POST", "/api/v1/auth/logout", token=alice.token)).status == 204
+        relay.clock.advance(5)
         envelope = await seal_text(alice.device, [bob.device.view], "after logout")
         answer = await socket.call("message.send", {"conversation_id": room, "message_id": message_id(),
                                                     "envelope": envelope})
@@ -104,6 +105,20 @@ async def test_a_logged_out_session_stops_working_on_an_open_socket(relay: Relay
                 break
             await asyncio.sleep(0.1)
         assert not socket.client.connected
+
+
+async def test_a_connection_sending_too_fast_is_told_to_wait(make_settings, clock) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.harness import running_relay
+
+    async with running_relay(make_settings(socket_events_per_minute=3), clock) as relay:
+        alice = await member(relay, "alice")
+        async with connected(relay, alice.token) as socket:
+            for _ in range(3):
+                assert (await socket.call("queue.fetch", {}))["ok"]
+            refused = await socket.call("queue.fetch", {})
+            assert refused["error"]["code"] == "rate_limited" and 0 < refused["error"]["retry_after"] <= 60
+            clock.advance(60)
+            assert (await socket.call("queue.fetch", {}))["ok"], "a new minute, a new allowance"
 
 
 async def test_a_peer_that_stops_answering_heartbeats_is_dropped(make_settings, clock) -> None:  # type: ignore[no-untyped-def]

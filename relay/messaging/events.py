@@ -105,6 +105,8 @@ def error_ack(error: ApiError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.details is not None:
         body["details"] = error.details
+    if error.retry_after is not None:
+        body["retry_after"] = error.retry_after
     return {"ok": False, "error": body}
 
 

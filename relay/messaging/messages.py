@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -25,6 +25,7 @@ from relay.clock import Clock
 from relay.errors import ApiError
 from relay.ids import new_id
 from relay.keys.routing_view import read_routing_view
+from relay.messaging.batching import Batcher
 from relay.messaging.errors import (
     BlobMismatch,
     ConsultClosed,
@@ -40,7 +41,7 @@ from relay.messaging.errors import (
 from relay.messaging.membership import member_conversation, member_devices
 from relay.messaging.notifier import Notifier
 from relay.messaging.queue import MESSAGE_NEW, MessageQueue
-from relay.messaging.records import MAX_LIFESPAN, Conversation, ConversationKind, MessagePurgeReason, ReceiptStatus
+from relay.messaging.records import Conversation, ConversationKind, MessagePurgeReason, ReceiptStatus
 from relay.storage.database import Database
 from relay.storage.tables import consults, message_copies, messages
 
@@ -59,6 +60,27 @@ class SentMessage:
 
 
 @dataclass(frozen=True)
+class Outgoing:
+    """A message on its way in: what the sender sent and where its ciphertext waits."""
+
+    message_id: str
+    conversation_id: str
+    envelope: bytes
+    digest: str
+    recipients: frozenset[str]
+    blob_id: str | None
+    object_id: str
+    sent_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    principal: Principal
+    message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Receipt:
     message_id: str
     conversation_id: str
@@ -70,6 +92,7 @@ class MessageService:
                  *, max_message_bytes: int) -> None:
         self._database = database
         self._queue = queue
+        self._acks: Batcher[Acknowledgement, list[str]] = Batcher(self._acknowledge_batch)
         self._audit = audit
         self._notifier = notifier
         self._clock = clock
@@ -85,33 +108,33 @@ class MessageService:
         if view.sender_device_id != principal.device_id:
             raise SenderMismatch("the envelope names another device as its sender")
         digest = hashlib.sha256(envelope).hexdigest()
-        named = {recipient.device_id for recipient in view.recipients}
         async with self._database.read() as connection:
             existing = await self._existing(connection, principal, message_id, digest)
-        if existing is not None:
-            return existing
-        object_id = await self._spool_envelope(envelope)
+            if existing is not None:
+                return existing
+            conversation = await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
+        now = self._clock.now()
+        outgoing = Outgoing(
+            message_id, conversation.id, envelope, digest, frozenset(r.device_id for r in view.recipients), blob_id,
+            new_id(), now, now + timedelta(seconds=conversation.lifespan_seconds),
+        )
+        await self._queue.spool.create(outgoing.object_id, expires_at=outgoing.expires_at)
         try:
-            return await self._queue_message(principal, conversation_id, message_id, envelope, digest, named, blob_id,
-                                             object_id)
+            await self._queue.spool.append(outgoing.object_id, 0, _once(envelope))
+            return await self._queue_message(principal, outgoing)
         except BaseException:
-            await self._queue.spool.delete(object_id)
+            await self._queue.spool.delete(outgoing.object_id)
             raise
 
-    async def _spool_envelope(self, envelope: bytes) -> str:
-        """Write the ciphertext to the spool before anything refers to it; its deadline is the
-        longest lifespan a conversation may have, the database tightens it at once."""
-        object_id, now = new_id(), self._clock.now()
-        await self._queue.spool.create(object_id, expires_at=now + timedelta(seconds=MAX_LIFESPAN))
-        await self._queue.spool.append(object_id, 0, _once(envelope))
-        return object_id
-
-    async def _queue_message(self, principal: Principal, conversation_id: str, message_id: str, envelope: bytes,
-                             digest: str, named: set[str], blob_id: str | None, object_id: str) -> SentMessage:
+    async def _queue_message(self, principal: Principal, outgoing: Outgoing) -> SentMessage:
+        """The ciphertext is in the spool (its deadline the message's end); now check the
+        recipients against the members of this moment and queue a copy for each."""
         async with self._database.transaction() as connection:
-            conversation = await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
+            conversation = await member_conversation(connection, principal.tenant_id, outgoing.conversation_id,
+                                                     principal.id)
             await _require_open(connection, conversation)
             expected = await member_devices(connection, conversation)
+            named = outgoing.recipients
             if stranger := sorted(named - expected.keys()):
                 raise RecipientNotMember("the envelope names devices that are not in this conversation",
                                          details={"device_ids": stranger})
@@ -119,30 +142,30 @@ class MessageService:
                 raise RecipientsIncomplete("the envelope misses member devices; fetch the conversation and seal again",
                                            details={"missing": missing})
             recipients = {device_id: expected[device_id] for device_id in named}
-            if blob_id is not None:
-                await _require_blob_for(connection, principal, conversation, blob_id, named)
-            now = self._clock.now()
-            expires_at = now + timedelta(seconds=conversation.lifespan_seconds)
+            if outgoing.blob_id is not None:
+                await _require_blob_for(connection, principal, conversation, outgoing.blob_id, named)
             await connection.execute(insert(messages).values(
-                id=message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
-                sender_user_id=principal.id, sender_device_id=principal.device_id, envelope_sha256=digest,
-                envelope_length=len(envelope), object_id=object_id, blob_id=blob_id, sent_at=now,
-                expires_at=expires_at,
+                id=outgoing.message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
+                sender_user_id=principal.id, sender_device_id=principal.device_id,
+                envelope_sha256=outgoing.digest, envelope_length=len(outgoing.envelope),
+                object_id=outgoing.object_id, blob_id=outgoing.blob_id, sent_at=outgoing.sent_at,
+                expires_at=outgoing.expires_at,
             ))
-            seqs = await self._queue.enqueue(connection, principal.tenant_id, message_id, recipients)
+            seqs = await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
             await self._audit.record(
                 connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
-                object_type="message", object_id=message_id,
+                object_type="message", object_id=outgoing.message_id,
                 details={"conversation_id": conversation.id, "device_id": principal.device_id,
-                         "recipients": len(recipients), "bytes": len(envelope), "blob_id": blob_id},
+                         "recipients": len(recipients), "bytes": len(outgoing.envelope),
+                         "blob_id": outgoing.blob_id},
             )
-        await self._queue.spool.set_expiry(object_id, expires_at)
-        base = {"message_id": message_id, "conversation_id": conversation.id, "sender_user_id": principal.id,
-                "sender_device_id": principal.device_id, "sent_at": now.isoformat(),
-                "expires_at": expires_at.isoformat(), "envelope": envelope, "blob_id": blob_id}
+        base = {"message_id": outgoing.message_id, "conversation_id": conversation.id,
+                "sender_user_id": principal.id, "sender_device_id": principal.device_id,
+                "sent_at": outgoing.sent_at.isoformat(), "expires_at": outgoing.expires_at.isoformat(),
+                "envelope": outgoing.envelope, "blob_id": outgoing.blob_id}
         for device_id, seq in sorted(seqs.items(), key=lambda item: item[1]):
             await self._notifier.device(device_id, MESSAGE_NEW, {"seq": seq} | base)
-        return SentMessage(message_id, now, expires_at, tuple(sorted(recipients)))
+        return SentMessage(outgoing.message_id, outgoing.sent_at, outgoing.expires_at, tuple(sorted(recipients)))
 
     async def _existing(self, connection: AsyncConnection, principal: Principal, message_id: str,
                         digest: str) -> SentMessage | None:
@@ -160,22 +183,34 @@ class MessageService:
 
     async def acknowledge(self, principal: Principal, message_ids: Sequence[str]) -> list[str]:
         """The caller's device stored these messages (the *delivered* receipt); returns the ids
-        it newly acknowledged. Ciphertext no device still waits for is purged at once."""
+        it newly acknowledged. Ciphertext no device still waits for is purged at once.
+        Acknowledgements arriving together share one transaction."""
+        return await self._acks.submit(Acknowledgement(principal, tuple(message_ids)))
+
+    async def _acknowledge_batch(self, batch: Sequence[Acknowledgement]) -> list[list[str]]:
         now = self._clock.now()
         async with self._database.transaction() as connection:
             rows = (await connection.execute(
-                update(message_copies).where(
-                    message_copies.c.tenant_id == principal.tenant_id,
-                    message_copies.c.device_id == principal.device_id,
-                    message_copies.c.message_id.in_(list(message_ids)),
-                    message_copies.c.acknowledged_at.is_(None),
-                ).values(acknowledged_at=now).returning(message_copies.c.message_id)
+                update(message_copies).where(message_copies.c.acknowledged_at.is_(None), or_(*(
+                    and_(message_copies.c.tenant_id == ack.principal.tenant_id,
+                         message_copies.c.device_id == ack.principal.device_id,
+                         message_copies.c.message_id.in_(ack.message_ids))
+                    for ack in batch
+                ))).values(acknowledged_at=now).returning(message_copies.c.device_id, message_copies.c.message_id)
             )).all()
-            acknowledged = [row.message_id for row in rows]
+            newly = {(row.device_id, row.message_id) for row in rows}
+            acknowledged = {message_id for _, message_id in newly}
             await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
-            receipts = await _receipts(connection, acknowledged)
-        await self._send_receipts(principal, receipts, ReceiptStatus.DELIVERED, now)
-        return acknowledged
+            receipts = {receipt.message_id: receipt for receipt in await _receipts(connection, list(acknowledged))}
+        results = []
+        for ack in batch:
+            mine = [message_id for message_id in dict.fromkeys(ack.message_ids)
+                    if (ack.principal.device_id, message_id) in newly]
+            newly.difference_update((ack.principal.device_id, message_id) for message_id in mine)
+            await self._send_receipts(ack.principal, [receipts[message_id] for message_id in mine],
+                                      ReceiptStatus.DELIVERED, now)
+            results.append(mine)
+        return results
 
     async def mark_read(self, principal: Principal, message_ids: Sequence[str]) -> list[str]:
         now = self._clock.now()
@@ -294,7 +329,7 @@ async def _require_open(connection: AsyncConnection, conversation: Conversation)
 
 
 async def _require_blob_for(connection: AsyncConnection, principal: Principal, conversation: Conversation,
-                            blob_id: str, named: set[str]) -> None:
+                            blob_id: str, named: frozenset[str]) -> None:
     try:
         blob = await load_blob(connection, principal.tenant_id, blob_id)
     except ApiError:

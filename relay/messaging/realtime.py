@@ -3,14 +3,17 @@
 Connections authenticate with a session token bound to a device; each socket joins its
 device's room and its user's room, so events reach every connection of a device or a user on
 whichever node holds it (on scale-out, python-socketio's Redis manager carries them). On every
-connection the device's queue is pushed first, oldest first. Every client event re-checks the
-session, so a logout or a disabled account takes effect on open sockets too; a revoked device
-is told to wipe its state and disconnected at once.
+connection the device's queue is pushed first, oldest first. Client events re-check the session
+at least every AUTH_RECHECK, so a logout, an ended session or a disabled account takes effect
+on open sockets too within seconds (and events count as activity for the idle timeout); a
+revoked device is told to wipe its state and disconnected at once.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import socketio
@@ -18,7 +21,7 @@ from aiohttp import web
 
 from relay.auth.principal import Principal
 from relay.broker.contract import DEVICE_REVOKED
-from relay.errors import ApiError
+from relay.errors import ApiError, TooManyRequests
 from relay.messaging.events import InvalidPayload, dispatch, error_ack
 from relay.messaging.queue import MESSAGE_NEW
 from relay.runtime import Runtime
@@ -26,7 +29,26 @@ from relay.runtime import Runtime
 NAMESPACE = "/"
 BACKLOG_PAGE = 200
 BUFFER_FACTOR = 4
+AUTH_RECHECK = timedelta(seconds=5)
+RATE_WINDOW = 60
+SESSION_ENDED = frozenset({"invalid_token", "session_expired", "account_disabled"})
 log = logging.getLogger(__name__)
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+
+@dataclass
+class Connection:
+    """What this node knows about one socket: its session, when it was last checked, and how
+    many events it sent in the current minute."""
+
+    token: str
+    principal: Principal
+    checked_at: datetime
+    window: int = 0
+    events: int = 0
 
 
 def device_room(device_id: str) -> str:
@@ -54,7 +76,8 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
-    messaging = runtime.messaging
+    messaging, clock = runtime.messaging, runtime.clock
+    connections: dict[str, Connection] = {}
 
     async def authenticate(token: object) -> Principal:
         if not isinstance(token, str):
@@ -71,8 +94,8 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
             principal = await authenticate(token)
         except ApiError as error:
             raise socketio.exceptions.ConnectionRefusedError(error.message, {"code": error.code}) from None
-        assert principal.device_id is not None
-        await server.save_session(sid, {"token": token, "device_id": principal.device_id})
+        assert principal.device_id is not None and isinstance(token, str)
+        connections[sid] = Connection(token, principal, clock.now())
         await server.enter_room(sid, device_room(principal.device_id))
         await server.enter_room(sid, user_room(principal.id))
         server.start_background_task(push_backlog, sid, principal)
@@ -90,16 +113,37 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         except Exception:
             log.exception("pushing a device's queue failed")
 
+    @server.event
+    async def disconnect(sid: str, *_: Any) -> None:
+        connections.pop(sid, None)
+
+    async def caller(sid: str) -> Principal:
+        """The socket's principal, its session re-checked when AUTH_RECHECK has passed; counts
+        the event against the connection's rate."""
+        connection, now = connections.get(sid), clock.now()
+        if connection is None:
+            raise ApiError("this connection is not authenticated", code="invalid_token")
+        if now - connection.checked_at >= AUTH_RECHECK:
+            principal = await authenticate(connection.token)
+            if principal.device_id != connection.principal.device_id:
+                raise ApiError("the session changed device", code="invalid_token")
+            connection.principal, connection.checked_at = principal, now
+        window = int(now.timestamp()) // RATE_WINDOW
+        if window != connection.window:
+            connection.window, connection.events = window, 0
+        connection.events += 1
+        if connection.events > settings.socket_events_per_minute:
+            raise RateLimited("too many events on this connection; slow down",
+                              retry_after=RATE_WINDOW - int(now.timestamp()) % RATE_WINDOW)
+        return connection.principal
+
     @server.on("*")
     async def client_event(name: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
-        session = await server.get_session(sid)
         try:
-            principal = await authenticate(session.get("token"))
-            if principal.device_id != session.get("device_id"):
-                raise ApiError("the session changed device", code="invalid_token")
-            await messaging.event_rate.hit(session["device_id"])
+            principal = await caller(sid)
         except ApiError as error:
-            if error.code in {"invalid_token", "session_expired", "account_disabled"}:
+            if error.code in SESSION_ENDED:
+                connections.pop(sid, None)
                 server.start_background_task(server.disconnect, sid, namespace=NAMESPACE)
             return error_ack(error)
         if extra:

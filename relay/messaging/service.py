@@ -8,8 +8,6 @@ from relay.audit.log import AuditLog
 from relay.broker.contract import DEVICE_REVOKED, Broker
 from relay.camera.spool.contract import Spool
 from relay.clock import Clock
-from relay.ephemeral.contract import EphemeralStore
-from relay.ephemeral.rate_limit import RateLimit
 from relay.messaging.consults import ESCALATION_BATCH, ConsultService
 from relay.messaging.conversations import ConversationService
 from relay.messaging.escalation import EscalationPolicy
@@ -28,7 +26,6 @@ class Messaging:
     messages: MessageService
     pools: PoolService
     consults: ConsultService
-    event_rate: RateLimit
 
     async def sweep(self) -> None:
         """End messages past their conversation's lifespan; escalate consults nobody took in time."""
@@ -38,8 +35,8 @@ class Messaging:
             pass
 
 
-def build_messaging(database: Database, audit: AuditLog, spool: Spool, broker: Broker, ephemeral: EphemeralStore,
-                    clock: Clock, settings: Settings) -> Messaging:
+def build_messaging(database: Database, audit: AuditLog, spool: Spool, broker: Broker, clock: Clock,
+                    settings: Settings) -> Messaging:
     """Build the services and purge a revoked device's queue when the broker says so."""
     notifier, queue = Notifier(), MessageQueue(audit, spool, clock)
     messages = MessageService(database, audit, queue, notifier, clock, max_message_bytes=settings.max_message_bytes)
@@ -53,6 +50,4 @@ def build_messaging(database: Database, audit: AuditLog, spool: Spool, broker: B
         messages=messages,
         pools=PoolService(database, audit, clock),
         consults=ConsultService(database, audit, notifier, clock, conversations, escalation),
-        event_rate=RateLimit(ephemeral, clock, name="socket-events", limit=settings.socket_events_per_minute,
-                             window=60, message="too many events from this device; slow down"),
     )
