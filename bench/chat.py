@@ -36,13 +36,12 @@ from bench.chat_servers import (
     LOGIN_RATE_PER_MINUTE,
     Backend,
     Server,
-    cpu_seconds,
     forget_redis_keys,
-    rss_kib,
     start_forwarder,
     start_relay,
     stop,
 )
+from bench.proc import cpu_seconds, rss_now_kib
 from tests.support.envelopes import keyring_of, recipient_of
 
 P99_TARGET = 1.5
@@ -101,14 +100,14 @@ async def sealed_plan(conversations: list[Conversation], count: int, plaintext_b
 async def measure(http: aiohttp.ClientSession, server: Server, endpoints: list[Endpoint], warmup: list[Outgoing],
                   messages: list[Outgoing], args: argparse.Namespace) -> Measurement:
     fleet = Fleet(http, server.url, endpoints)
-    before = rss_kib(server.pid)
+    before = rss_now_kib(server.pid)
     started = time.perf_counter()
     phases = []
     try:
         await fleet.connect()
         connect_seconds = time.perf_counter() - started
         await asyncio.sleep(SETTLE_SECONDS)
-        idle = (rss_kib(server.pid) - before) / len(endpoints)
+        idle = (rss_now_kib(server.pid) - before) / len(endpoints)
         await fleet.run(warmup, rate=args.rates[0], drain_timeout=args.drain_timeout, prefix="warm")
         for number, rate in enumerate(args.rates):
             server_cpu, client_cpu = cpu_seconds(server.pid), time.process_time()

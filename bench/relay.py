@@ -33,6 +33,7 @@ import aiohttp
 from aiohttp import web
 from relay_client.envelope import Manifest, seal
 
+from bench.proc import rss_now_kib, rss_peak_kib
 from tests.support.devices import DeviceKeys, RegisteredDevice
 from tests.support.envelopes import TUS, keyring_of, recipient_of
 from tests.support.harness import PASSWORD, free_port
@@ -147,20 +148,6 @@ async def wait_for(url: str) -> None:
             except aiohttp.ClientConnectionError:
                 await asyncio.sleep(0.05)
     raise RuntimeError(f"{url} did not answer")
-
-
-def rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
-def rss_now_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 async def setup_pairs(url: str, count: int) -> list[Pair]:

@@ -4,6 +4,7 @@ device until acknowledged, receipts back to the sender, purge once delivered."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlalchemy import select
 
@@ -205,3 +206,21 @@ async def test_a_photo_message_shows_a_blob_sealed_to_the_conversation(relay: Re
         other_room = await conversation(relay, alice, [eve])
         elsewhere = await send_text(relay, sender, alice.device, other_room, "wrong photo", blob_id=blob_id)
         assert elsewhere["error"]["code"] == "blob_mismatch"
+
+
+async def test_acknowledgements_arriving_together_all_count(relay: Relay) -> None:
+    alice, bob, carol = await members(relay, "alice", "bob", "carol")
+    devices = [bob, carol, await second_device(relay, bob), await second_device(relay, carol)]
+    room = await conversation(relay, alice, [bob, carol])
+    async with connected(relay, alice.token) as sender:
+        sent = [(await send_text(relay, sender, alice.device, room, f"n{n}"))["result"]["message_id"] for n in range(3)]
+        async with contextlib.AsyncExitStack() as stack:
+            sockets = [await stack.enter_async_context(connected(relay, someone.token)) for someone in devices]
+            answers = await asyncio.gather(*(socket.result("message.ack", {"message_ids": sent + sent[:1]})
+                                             for socket in sockets))
+            assert [sorted(answer["acknowledged"]) for answer in answers] == [sorted(sent)] * len(devices)
+            receipts = [await sender.next("message.receipt") for _ in range(len(devices) * len(sent))]
+            assert {(receipt["device_id"], receipt["message_id"]) for receipt in receipts} == {
+                (someone.device.id, message) for someone in devices for message in sent}
+    for message in sent:
+        assert await stored(relay, message) == (False, 0)

@@ -12,9 +12,10 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    def __init__(self, work: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]]) -> None:
-        """``work`` handles a batch and returns one result per item, in order."""
+    def __init__(self, work: Callable[[Sequence[Item]], Awaitable[Sequence[Result]]], *, most: int = 200) -> None:
+        """``work`` handles a batch of at most ``most`` items and returns one result per item, in order."""
         self._work = work
+        self._most = most
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -28,7 +29,7 @@ class Batcher(Generic[Item, Result]):
     async def _drain(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending, []
+                batch, self._pending = self._pending[: self._most], self._pending[self._most:]
                 try:
                     results = await self._work([item for item, _ in batch])
                 except Exception as error:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -189,16 +189,18 @@ class MessageService:
 
     async def _acknowledge_batch(self, batch: Sequence[Acknowledgement]) -> list[list[str]]:
         now = self._clock.now()
+        newly: set[tuple[str, str]] = set()
         async with self._database.transaction() as connection:
-            rows = (await connection.execute(
-                update(message_copies).where(message_copies.c.acknowledged_at.is_(None), or_(*(
-                    and_(message_copies.c.tenant_id == ack.principal.tenant_id,
-                         message_copies.c.device_id == ack.principal.device_id,
-                         message_copies.c.message_id.in_(ack.message_ids))
-                    for ack in batch
-                ))).values(acknowledged_at=now).returning(message_copies.c.device_id, message_copies.c.message_id)
-            )).all()
-            newly = {(row.device_id, row.message_id) for row in rows}
+            for ack in batch:
+                rows = await connection.execute(
+                    update(message_copies).where(
+                        message_copies.c.tenant_id == ack.principal.tenant_id,
+                        message_copies.c.device_id == ack.principal.device_id,
+                        message_copies.c.message_id.in_(ack.message_ids),
+                        message_copies.c.acknowledged_at.is_(None),
+                    ).values(acknowledged_at=now).returning(message_copies.c.device_id, message_copies.c.message_id)
+                )
+                newly.update((row.device_id, row.message_id) for row in rows)
             acknowledged = {message_id for _, message_id in newly}
             await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
             receipts = {receipt.message_id: receipt for receipt in await _receipts(connection, list(acknowledged))}
