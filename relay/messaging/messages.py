@@ -204,14 +204,14 @@ class MessageService:
             acknowledged = {message_id for _, message_id in newly}
             await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
             receipts = {receipt.message_id: receipt for receipt in await _receipts(connection, list(acknowledged))}
-        results = []
+        results, read_by = [], []
         for ack in batch:
             mine = [message_id for message_id in dict.fromkeys(ack.message_ids)
                     if (ack.principal.device_id, message_id) in newly]
             newly.difference_update((ack.principal.device_id, message_id) for message_id in mine)
-            await self._send_receipts(ack.principal, [receipts[message_id] for message_id in mine],
-                                      ReceiptStatus.DELIVERED, now)
+            read_by.extend((ack.principal, receipts[message_id]) for message_id in mine)
             results.append(mine)
+        await self._send_receipts(read_by, ReceiptStatus.DELIVERED, now)
         return results
 
     async def mark_read(self, principal: Principal, message_ids: Sequence[str]) -> list[str]:
@@ -226,17 +226,20 @@ class MessageService:
                 ).values(read_at=now).returning(message_copies.c.message_id)
             )).all()
             receipts = await _receipts(connection, [row.message_id for row in rows])
-        await self._send_receipts(principal, receipts, ReceiptStatus.READ, now)
+        await self._send_receipts([(principal, receipt) for receipt in receipts], ReceiptStatus.READ, now)
         return [receipt.message_id for receipt in receipts]
 
-    async def _send_receipts(self, principal: Principal, receipts: list[Receipt], status: ReceiptStatus,
+    async def _send_receipts(self, read_by: list[tuple[Principal, Receipt]], status: ReceiptStatus,
                              at: datetime) -> None:
-        for receipt in receipts:
-            await self._notifier.users((receipt.sender_user_id,), MESSAGE_RECEIPT, {
+        """One ``message.receipt`` per sender with every receipt for them in this batch."""
+        by_sender: dict[str, list[dict[str, str | None]]] = {}
+        for reader, receipt in read_by:
+            by_sender.setdefault(receipt.sender_user_id, []).append({
                 "message_id": receipt.message_id, "conversation_id": receipt.conversation_id,
-                "user_id": principal.id, "device_id": principal.device_id, "status": status.value,
-                "at": at.isoformat(),
+                "user_id": reader.id, "device_id": reader.device_id, "status": status.value, "at": at.isoformat(),
             })
+        for sender_user_id, receipts in by_sender.items():
+            await self._notifier.users((sender_user_id,), MESSAGE_RECEIPT, {"receipts": receipts})
 
     async def recall(self, principal: Principal, message_id: str) -> int:
         """The sender withdraws a message: queued copies purged, every recipient told to delete

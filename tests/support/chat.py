@@ -67,7 +67,8 @@ async def connected(relay: Relay, token: str, *, url: str | None = None) -> Asyn
 
 def _collector(connection: Connection, name: str) -> Any:
     async def collect(payload: dict[str, Any]) -> None:
-        await connection.events[name].put(payload)
+        for each in payload["receipts"] if name == "message.receipt" else [payload]:
+            await connection.events[name].put(each)
 
     return collect
 

@@ -30,7 +30,7 @@ from relay_client.envelope import (
 )
 from relay_client.envelope.streams import read_file
 from relay_client.errors import RelayApiError
-from relay_client.events import EVENT_TYPES, parse
+from relay_client.events import EVENT_TYPES, RECEIPTS, parse
 from relay_client.http import RelayHttp
 from relay_client.inbox import Inbox, MemoryInbox
 from relay_client.keyfile import DeviceSecrets, KeyFile
@@ -98,7 +98,8 @@ class RelayClient:
         kind = EVENT_TYPES.get(event)
 
         async def typed(payload: dict[str, Any]) -> None:
-            await handler(parse(kind, payload) if kind is not None else payload)
+            for each in payload.get("receipts", []) if event == RECEIPTS else [payload]:
+                await handler(parse(kind, each) if kind is not None else each)
 
         self.realtime.on(event, typed)
 

@@ -14,9 +14,13 @@ def parse(cls: type[Event], payload: dict[str, Any]) -> Event:
     return cls(**{field.name: payload.get(field.name) for field in fields(cls)})  # type: ignore[arg-type]
 
 
+RECEIPTS = "message.receipt"
+
+
 @dataclass(frozen=True)
 class Receipt:
-    """``message.receipt``: a recipient device acknowledged (``delivered``) or read a message this user sent."""
+    """One entry of ``message.receipt``: a recipient device acknowledged (``delivered``) or read
+    a message this user sent. The event carries a list; handlers get one Receipt at a time."""
 
     message_id: str
     conversation_id: str
@@ -72,7 +76,7 @@ class DeviceRevokedNotice:
 
 
 EVENT_TYPES: dict[str, type] = {
-    "message.receipt": Receipt,
+    RECEIPTS: Receipt,
     "message.deleted": MessagesDeleted,
     "conversation.updated": ConversationUpdated,
     "consult.updated": ConsultUpdated,
