@@ -224,3 +224,17 @@ async def test_acknowledgements_arriving_together_all_count(relay: Relay) -> Non
                 (someone.device.id, message) for someone in devices for message in sent}
     for message in sent:
         assert await stored(relay, message) == (False, 0)
+
+
+async def test_both_starting_their_direct_conversation_at_once_get_the_same_one(relay: Relay) -> None:
+    alice, bob = await members(relay, "alice", "bob")
+    answers = await asyncio.gather(
+        relay.call("POST", "/api/v1/conversations", token=alice.token,
+                   json={"kind": "direct", "member_user_ids": [bob.account.user_id]}),
+        relay.call("POST", "/api/v1/conversations", token=bob.token,
+                   json={"kind": "direct", "member_user_ids": [alice.account.user_id]}),
+    )
+    assert [answer.status for answer in answers] == [201, 201]
+    first, second = [await answer.json() for answer in answers]
+    assert first["id"] == second["id"] and first["kind"] == "direct"
+    assert {member["user_id"] for member in first["members"]} == {alice.account.user_id, bob.account.user_id}

@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -50,22 +51,32 @@ class ConversationService:
             raise MembershipRefused("a direct conversation has exactly one other member")
         if kind is ConversationKind.CONSULT:
             raise MembershipRefused("consult conversations are created by consults")
-        async with self._database.transaction() as connection:
-            await self._require_colleagues(connection, principal.tenant_id, others)
-            direct_key = _direct_key(principal.tenant_id, others | {principal.id}) \
-                if kind is ConversationKind.DIRECT else None
-            if direct_key is not None:
-                existing = await connection.scalar(
-                    select(conversations.c.id).where(conversations.c.direct_key == direct_key)
+        direct_key = _direct_key(principal.tenant_id, others | {principal.id}) \
+            if kind is ConversationKind.DIRECT else None
+        try:
+            async with self._database.transaction() as connection:
+                await self._require_colleagues(connection, principal.tenant_id, others)
+                if direct_key is not None and (existing := await self._direct(connection, principal, direct_key)):
+                    return existing
+                conversation = await self.insert(
+                    connection, principal, kind, [principal.id, *sorted(others)],
+                    lifespan_seconds or self.default_lifespan, direct_key=direct_key,
                 )
-                if existing is not None:
-                    return await load_conversation(connection, principal.tenant_id, existing)
-            conversation = await self.insert(
-                connection, principal, kind, [principal.id, *sorted(others)],
-                lifespan_seconds or self.default_lifespan, direct_key=direct_key,
-            )
+        except IntegrityError:
+            if direct_key is None:
+                raise
+            async with self._database.read() as connection:
+                found = await self._direct(connection, principal, direct_key)
+            assert found is not None, "a direct conversation refused as a duplicate exists"
+            return found
         await self._announce(conversation, MembershipChange.CREATED, conversation.member_ids)
         return conversation
+
+    @staticmethod
+    async def _direct(connection: AsyncConnection, principal: Principal, direct_key: str) -> Conversation | None:
+        """The direct conversation of this pair (started by either of them, or concurrently)."""
+        existing = await connection.scalar(select(conversations.c.id).where(conversations.c.direct_key == direct_key))
+        return None if existing is None else await load_conversation(connection, principal.tenant_id, existing)
 
     async def insert(self, connection: AsyncConnection, principal: Principal, kind: ConversationKind,
                      member_ids: Sequence[str], lifespan_seconds: int, *, direct_key: str | None = None) -> Conversation:
