@@ -8,10 +8,14 @@ relay's strict CSP (no inline script, no third-party origin).
             await page.evaluate("...fetch(url)... POST to site.upload_url('sealed')...")
             site.received["sealed"]                       # bytes the page posted
 
+``serve_web(api=relay.url)`` also proxies the relay's tus endpoint (``/api/v1/uploads``, see
+tests/support/upload_proxy.py), so a page uploads to its own origin; ``site.proxied`` lists
+what passed.
+
 Needs `apt-get install chromium` (or RELAY_TEST_CHROMIUM naming another Chromium binary) and
-`npm ci` in clients/web, which vendors the pinned @hpke/core ES modules into clients/web/vendor/;
-never `playwright install`. Extra Chromium switches go to ``launch_chromium`` (e.g.
-``--use-fake-device-for-media-stream``, ``--use-fake-ui-for-media-stream`` for a fake camera).
+`npm ci` in clients/web, which vendors the pinned @hpke/core and tus-js-client ES modules into
+clients/web/vendor/; never `playwright install`. Extra Chromium switches go to ``launch_chromium``
+(e.g. ``--use-fake-device-for-media-stream``, ``--use-fake-ui-for-media-stream`` for a fake camera).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_pla
 
 from relay.http.headers import NO_STORE, security_headers
 from tests.support.harness import free_port
+from tests.support.upload_proxy import ProxiedRequest, add_upload_proxy
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "clients" / "web"
 CHROMIUM = os.environ.get("RELAY_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -55,6 +60,7 @@ class WebSite:
     url: str
     published: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     received: dict[str, bytes] = field(default_factory=dict)
+    proxied: list[ProxiedRequest] = field(default_factory=list)
 
     def publish(self, data: bytes, content_type: str = "application/octet-stream") -> str:
         """Serve ``data`` at a fresh URL (absolute) for the page to fetch."""
@@ -67,7 +73,7 @@ class WebSite:
         return f"{self.url}{TEST_PREFIX}/upload/{name}"
 
 
-def _web_app(root: Path, site: WebSite) -> web.Application:
+def _web_app(root: Path, site: WebSite, api: str | None = None) -> web.Application:
     headers = security_headers(hsts_max_age=None)
 
     @web.middleware
@@ -97,19 +103,22 @@ def _web_app(root: Path, site: WebSite) -> web.Application:
     app = web.Application(middlewares=[secure], client_max_size=MAX_UPLOAD)
     app.router.add_get(TEST_PREFIX + "/blob/{name}", published)
     app.router.add_post(TEST_PREFIX + "/upload/{name}", upload)
+    if api is not None:
+        add_upload_proxy(app, api, site.proxied)
     app.router.add_get("/{path:.*}", static)
     return app
 
 
 @contextlib.asynccontextmanager
-async def serve_web(root: Path = WEB_ROOT) -> AsyncIterator[WebSite]:
-    """Serve ``root`` (clients/web) on http://127.0.0.1:PORT with the relay's security headers."""
+async def serve_web(root: Path = WEB_ROOT, *, api: str | None = None) -> AsyncIterator[WebSite]:
+    """Serve ``root`` (clients/web) on http://127.0.0.1:PORT with the relay's security headers;
+    with ``api`` (the relay's base URL), proxy its tus endpoint on the same origin."""
     root = root.resolve()
     if not (root / "vendor").is_dir():
         raise RuntimeError(f"{root / 'vendor'} is missing: run `npm ci` in {root} first")
     port = free_port()
     site = WebSite(f"http://127.0.0.1:{port}")
-    runner = web.AppRunner(_web_app(root, site), access_log=None)
+    runner = web.AppRunner(_web_app(root, site, api), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
