@@ -3,15 +3,18 @@ absolute lifetime. Users' and integration principals' tokens are both sessions."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import Row, and_, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
 from relay.audit.log import AuditLog
 from relay.auth.principal import Principal, PrincipalType, Role
+from relay.batching import Batcher
 from relay.clock import Clock
 from relay.errors import Unauthenticated
 from relay.ids import new_id, new_token, token_hash
@@ -37,6 +40,7 @@ class SessionService:
         self._clock = clock
         self.idle_timeout = timedelta(seconds=idle_timeout)
         self.lifetime = timedelta(seconds=lifetime)
+        self._lookups: Batcher[str, Row[Any] | None] = Batcher(self._look_up)
 
     async def issue(
         self,
@@ -68,34 +72,48 @@ class SessionService:
         return IssuedSession(token, session_id, expires_at)
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal behind a live token, or Unauthenticated with the reason as its code."""
-        now = self._clock.now()
-        async with self._database.read() as connection:
-            row = (
-                await connection.execute(
-                    select(sessions, users.c.role, users.c.disabled.label("user_disabled"),
-                           integrations.c.disabled.label("integration_disabled"))
-                    .outerjoin(users, and_(sessions.c.principal_type == PrincipalType.USER.value,
-                                           users.c.id == sessions.c.principal_id))
-                    .outerjoin(integrations, and_(sessions.c.principal_type == PrincipalType.INTEGRATION.value,
-                                                  integrations.c.id == sessions.c.principal_id))
-                    .where(sessions.c.token_hash == token_hash(token))
-                )
-            ).first()
+        """The principal behind a live token, or Unauthenticated with the reason as its code.
+        Concurrent calls share one lookup and one touch of ``last_seen_at`` (see ``_look_up``)."""
+        row = await self._lookups.submit(token_hash(token))
         if row is None or row.ended_at is not None:
             raise Unauthenticated("the session is not valid; log in again", code="invalid_token")
         kind = PrincipalType(row.principal_type)
         if row.user_disabled or row.integration_disabled:
             raise Unauthenticated("the account is disabled", code="account_disabled")
-        idle = kind is PrincipalType.USER and row.last_seen_at + self.idle_timeout <= now
-        if row.expires_at <= now or idle:
-            await self._end_expired(row.id, row.tenant_id, kind, row.principal_id, "idle" if idle else "lifetime")
+        if expiry := self._expiry(row, self._clock.now()):
+            await self._end_expired(row.id, row.tenant_id, kind, row.principal_id, expiry)
             raise Unauthenticated("the session has expired; log in again", code="session_expired")
-        if now - row.last_seen_at >= TOUCH_EVERY:
-            async with self._database.transaction() as connection:
-                await connection.execute(update(sessions).where(sessions.c.id == row.id).values(last_seen_at=now))
         role = Role.INTEGRATION if kind is PrincipalType.INTEGRATION else Role(row.role)
         return Principal(row.tenant_id, kind, row.principal_id, role, row.id, row.device_id, row.reauth_at)
+
+    def _expiry(self, row: Row[Any], now: datetime) -> str | None:
+        """Why the session has run out ("idle", "lifetime"), or None while it is live."""
+        if row.expires_at <= now:
+            return "lifetime"
+        if row.principal_type == PrincipalType.USER.value and row.last_seen_at + self.idle_timeout <= now:
+            return "idle"
+        return None
+
+    async def _look_up(self, digests: Sequence[str]) -> list[Row[Any] | None]:
+        """The session rows of a batch of token digests, in one query; live sessions not seen
+        for TOUCH_EVERY are marked seen now, in one statement."""
+        now = self._clock.now()
+        async with self._database.read() as connection:
+            found = {row.token_hash: row for row in await connection.execute(
+                select(sessions, users.c.role, users.c.disabled.label("user_disabled"),
+                       integrations.c.disabled.label("integration_disabled"))
+                .outerjoin(users, and_(sessions.c.principal_type == PrincipalType.USER.value,
+                                       users.c.id == sessions.c.principal_id))
+                .outerjoin(integrations, and_(sessions.c.principal_type == PrincipalType.INTEGRATION.value,
+                                              integrations.c.id == sessions.c.principal_id))
+                .where(sessions.c.token_hash.in_(set(digests)))
+            )}
+        stale = [row.id for row in found.values()
+                 if row.ended_at is None and self._expiry(row, now) is None and now - row.last_seen_at >= TOUCH_EVERY]
+        if stale:
+            async with self._database.transaction() as connection:
+                await connection.execute(update(sessions).where(sessions.c.id.in_(stale)).values(last_seen_at=now))
+        return [found.get(digest) for digest in digests]
 
     async def _end_expired(self, session_id: str, tenant_id: str, kind: PrincipalType, principal_id: str, why: str) -> None:
         async with self._database.transaction() as connection:
