@@ -12,7 +12,7 @@ conversation before the clock starts; after a short warm-up, a fixed number of m
 each offered rate, and each send→`message.new` is timed at every recipient device, which acknowledges
 (`message.ack`). Idle memory is the server's RSS with every device connected and idle, minus its RSS
 before, divided by the number of connections. Targets: relay p99 <= 1.5x the bare forwarder's,
-<= 100 KiB per idle connection. With --scaleout the database relay_b is emptied first.
+<= 100 KiB per idle connection. With --scaleout the database relay_bench is emptied first.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from tests.support.envelopes import keyring_of, recipient_of
 P99_TARGET = 1.5
 IDLE_KIB_TARGET = 100
 SETTLE_SECONDS = 2.0
-POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/relay_b"
+POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/relay_bench"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
