@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "relay"
 CLIENT = ROOT / "clients" / "python" / "relay_client"
+ADAPTER = ROOT / "clients" / "python" / "relay_emr_adapter"
 
 IMPORT_EVERYTHING = """
 import importlib, json, pkgutil, sys
@@ -65,3 +66,9 @@ def test_the_client_sdk_never_imports_the_server() -> None:
     assert sources
     offenders = [str(path.relative_to(ROOT)) for path in sources if "relay" in imported_roots(path)]
     assert offenders == []
+
+
+def test_the_emr_adapter_imports_the_sdk_never_the_server() -> None:
+    sources = list(ADAPTER.rglob("*.py"))
+    assert sources
+    assert [str(path.relative_to(ROOT)) for path in sources if "relay" in imported_roots(path)] == []

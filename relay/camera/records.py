@@ -40,6 +40,8 @@ class RejectReason(StrEnum):
     CONSENT_MISSING = "consent_missing"
     VALIDATION_FAILED = "validation_failed"
     UNSUPPORTED_CONTENT = "unsupported_content"
+    ENVELOPE_INVALID = "envelope_invalid"
+    SENDER_UNVERIFIED = "sender_unverified"
     OTHER = "other"
 
 

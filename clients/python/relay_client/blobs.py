@@ -25,7 +25,7 @@ from relay_client.transfer import (
 
 READ_PIECE = 1024 * 1024
 REJECT_REASONS = frozenset({"patient_not_found", "consent_missing", "validation_failed", "unsupported_content",
-                            "other"})
+                            "envelope_invalid", "sender_unverified", "other"})
 
 
 @dataclass(frozen=True)
