@@ -1,5 +1,13 @@
 # Relay's server image, built by docker-compose.yml. `relay serve` runs as an unprivileged user
 # with its data (SQLite on the embedded default, and the server key file) in /var/lib/relay.
+# The patient portal page (clients/web): its sources and the npm packages vendor.mjs vendors.
+FROM node:22-bookworm-slim AS web
+WORKDIR /web
+COPY clients/web/package.json clients/web/package-lock.json ./
+COPY clients/web/tools ./tools
+RUN npm ci --ignore-scripts && node tools/vendor.mjs
+COPY clients/web/src ./src
+
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,12 +21,15 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/relay --create
 COPY pyproject.toml README.md /tmp/relay-src/
 COPY relay /tmp/relay-src/relay
 RUN pip install /tmp/relay-src && rm -rf /tmp/relay-src
+COPY --from=web /web/src /opt/relay/web/src
+COPY --from=web /web/vendor /opt/relay/web/vendor
 
 USER relay
 WORKDIR /var/lib/relay
 ENV RELAY_HOST=0.0.0.0 \
     RELAY_PORT=8080 \
-    RELAY_DATA_DIR=/var/lib/relay
+    RELAY_DATA_DIR=/var/lib/relay \
+    RELAY_WEB_ROOT=/opt/relay/web
 VOLUME ["/var/lib/relay"]
 EXPOSE 8080
 

@@ -21,6 +21,9 @@ from relay.keys import routes as key_routes
 from relay.messaging import consult_routes, conversation_routes
 from relay.messaging.realtime import create_socket_server, mount
 from relay.periodic import every
+from relay.portal import dev_routes, portal_routes
+from relay.portal import page_routes as portal_page_routes
+from relay.portal import routes as invitation_routes
 from relay.runtime import Runtime
 from relay.runtime_key import RUNTIME
 
@@ -39,6 +42,10 @@ ROUTE_TABLES: tuple[RouteTable, ...] = (
     blob_routes.routes,
     conversation_routes.routes,
     consult_routes.routes,
+    invitation_routes.routes,
+    portal_routes.routes,
+    dev_routes.routes,
+    portal_page_routes.routes,
 )
 
 
@@ -65,6 +72,7 @@ def build_app(runtime: Runtime) -> web.Application:
         async with (
             every(settings.blob_sweep_interval, runtime.camera.sweeper.sweep, "the blob sweep"),
             every(settings.message_sweep_interval, runtime.messaging.sweep, "the message sweep"),
+            every(settings.message_sweep_interval, runtime.portal.lifecycle.sweep, "the invitation sweep"),
         ):
             yield
 

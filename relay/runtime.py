@@ -32,6 +32,7 @@ from relay.keys.devices import DeviceService
 from relay.keys.keyring import Keyring
 from relay.messaging.service import Messaging, build_messaging
 from relay.metrics import Metrics
+from relay.portal.service import Portal, open_portal
 from relay.redis_connection import open_redis
 from relay.settings import Settings
 from relay.storage.database import Database, open_database
@@ -61,6 +62,7 @@ class Runtime:
     devices: DeviceService
     camera: Camera
     messaging: Messaging
+    portal: Portal
 
     async def ready(self) -> dict[str, str]:
         """Each backend's state ("ok" or the error class), for /readyz; a silent backend times out."""
@@ -132,6 +134,12 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
             database, sessions, audit, ephemeral, clock,
             token_url=settings.effective_public_url + TOKEN_PATH, token_lifetime=settings.integration_token_lifetime,
         )
+        devices = DeviceService(
+            database, audit, sessions, broker, clock,
+            max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
+        )
+        portal = await stack.enter_async_context(
+            open_portal(database, audit, keyring, ephemeral, devices, clock, settings))
         yield Runtime(
             settings=settings,
             clock=clock,
@@ -149,10 +157,8 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
             login=login,
             second_factor=second_factor,
             integrations=integrations,
-            devices=DeviceService(
-                database, audit, sessions, broker, clock,
-                max_devices=settings.max_devices_per_user, max_one_time_keys=settings.max_one_time_keys,
-            ),
-            camera=build_camera(database, audit, spool, broker, ephemeral, clock, settings),
+            devices=devices,
+            camera=build_camera(database, audit, spool, broker, ephemeral, clock, settings, gate=portal.upload_gate),
             messaging=build_messaging(database, audit, spool, broker, clock, settings),
+            portal=portal,
         )

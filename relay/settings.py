@@ -7,6 +7,7 @@ Every field's description is its documentation; a test checks README.md lists ea
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from relay.errors import SettingsError
 
 ENV_PREFIX = "RELAY_"
+SOURCE_WEB_ROOT = Path(__file__).resolve().parents[1] / "clients" / "web"
 
 
 class Settings(BaseModel):
@@ -117,9 +119,39 @@ class Settings(BaseModel):
         1200, ge=1, description="Client events one socket.io connection may send per minute; more are answered "
         "rate_limited."
     )
+    portal_invitation_lifetime: int = Field(
+        259200, ge=300, le=2592000, description="Default seconds a patient portal invitation stays valid (a clinician "
+        "may choose 5 minutes to 30 days)."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server that sends portal invitation e-mail. Default: none, and `relay serve` runs a "
+        "development mail server on loopback whose messages admins read at /api/v1/dev/outbox."
+    )
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(None, description="SMTP login name, if the server needs one.")
+    smtp_password: str | None = Field(None, description="SMTP password for smtp_username.")
+    smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS; required for every server not on loopback."
+    )
+    mail_from: str = Field("relay@localhost", description="Sender address of portal invitation e-mail.")
+    twilio_account_sid: str | None = Field(None, description="Twilio account SID for portal invitations by SMS.")
+    twilio_auth_token: str | None = Field(None, description="Twilio auth token for twilio_account_sid.")
+    twilio_from_number: str | None = Field(None, description="Twilio number (E.164) that sends portal SMS.")
+    twilio_api_base_url: str = Field(
+        "https://api.twilio.com", description="Base URL of Twilio's REST API (changed only to test against a "
+        "stand-in)."
+    )
+    dev_mail_port: int = Field(
+        0, ge=0, le=65535, description="Loopback port of the development mail server run when smtp_host is unset "
+        "(0 picks a free port)."
+    )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level.")
+    web_root: Path | None = Field(
+        None, description="Directory of the browser client (clients/web, with its vendor/ from `npm ci`) from which "
+        "the patient portal page is served. Default: clients/web of the source tree Relay runs from."
+    )
 
-    @field_validator("database_url", "redis_url")
+    @field_validator("database_url", "redis_url", "smtp_host")
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -130,6 +162,11 @@ class Settings(BaseModel):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.session_idle_timeout > self.session_lifetime:
             raise ValueError("session_idle_timeout cannot exceed session_lifetime")
+        if self.smtp_host and not self.smtp_starttls and not is_loopback(self.smtp_host):
+            raise ValueError("smtp_starttls can be off only for an SMTP server on loopback")
+        twilio = (self.twilio_account_sid, self.twilio_auth_token, self.twilio_from_number)
+        if any(twilio) and not all(twilio):
+            raise ValueError("twilio_account_sid, twilio_auth_token and twilio_from_number must be given together")
         return self
 
     @property
@@ -139,6 +176,10 @@ class Settings(BaseModel):
     @property
     def effective_key_file(self) -> Path:
         return self.key_file or self.data_dir / "keys.json"
+
+    @property
+    def effective_web_root(self) -> Path:
+        return self.web_root or SOURCE_WEB_ROOT
 
     @property
     def effective_spool_dir(self) -> Path:
@@ -158,6 +199,16 @@ class Settings(BaseModel):
             return self.public_url.rstrip("/")
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses, where mail may travel without STARTTLS."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_settings(

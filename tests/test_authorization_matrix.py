@@ -24,12 +24,15 @@ from tests.support.devices import DeviceKeys, register_device
 from tests.support.envelopes import adapter, create_upload, seal_photo, upload
 from tests.support.harness import PASSWORD, Relay
 from tests.support.integration import AdapterKey
+from tests.support.portal import Link, PatientPage, link_parts
 
 PROTECTED = [endpoint for endpoint in all_endpoints() if not endpoint.public]
 PUBLIC = {(e.method, e.path) for e in all_endpoints() if e.public}
 EXPECTED_PUBLIC = {
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/openapi.json"),
     ("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/token"), ("OPTIONS", "/api/v1/uploads"),
+    ("POST", "/api/v1/portal/sessions"),
+    ("GET", "/p/{invitation_id:[A-Za-z0-9_-]+}"), ("GET", "/portal/assets/{path:[A-Za-z0-9_@./-]+}"),
 }
 TUS_HEADERS = {"Tus-Resumable": "1.0.0", "Upload-Offset": "0"}
 
@@ -67,18 +70,40 @@ async def build_tenant(relay: Relay, slug: str) -> Tenant:
     assert pool.status == 201, await pool.text()
     consult = await relay.call("POST", "/api/v1/consults", token=on_device, json={"pool_id": (await pool.json())["id"]})
     assert consult.status == 201, await consult.text()
+    parts = link_parts([device])
+    invitation = await relay.call("POST", "/api/v1/invitations", token=on_device, json={
+        "channel": "email", "contact": "pat@example.org",
+        "verification": {"method": "date_of_birth", "date_of_birth": "1970-01-01"},
+        "recipient_device_ids": [device.id], **parts.body()})
+    assert invitation.status == 201, await invitation.text()
+    invitation_id = (await invitation.json())["id"]
+    portal = await relay.call("POST", "/api/v1/portal/sessions", json={"invitation_id": invitation_id,
+                                                                       "secret": parts.secret})
+    assert portal.status == 201, await portal.text()
+    patient = PatientPage(relay, Link(invitation_id, parts.secret, parts.commitment))
+    patient.token = (await portal.json())["token"]
+    await patient.ready(date_of_birth="1970-01-01", opened=True)
     return Tenant(
         tokens={Role.ADMIN: admin.token, Role.CLINICIAN: on_device, Role.AUDITOR: auditor.token,
-                Role.INTEGRATION: emr.token},
+                Role.INTEGRATION: emr.token, Role.PATIENT: patient.token},
         ids={"user_id": clinician.user_id, "device_id": device.id, "integration_id": emr.integration_id,
              "blob_id": blob_id, "upload_id": created.headers["Location"].rsplit("/", 1)[1],
              "conversation_id": (await group.json())["id"], "pool_id": (await pool.json())["id"],
-             "consult_id": (await consult.json())["id"]},
+             "consult_id": (await consult.json())["id"], "invitation_id": invitation_id},
     )
 
 
 EXAMPLES: dict[str, Callable[[], dict[str, Any]]] = {
     "reauth": lambda: {"password": PASSWORD},
+    "create_invitation": lambda: {"channel": "email", "contact": "pat@example.org", "verification": {"method": "code"},
+                                  "recipient_device_ids": [secrets.token_hex(16)],
+                                  **link_parts([]).body()},
+    "resend_invitation": lambda: link_parts([]).body(),
+    "verify_portal_session": lambda: {"code": "000000"},
+    "record_portal_consent": lambda: {"consent_id": f"consent-{secrets.token_hex(4)}", "consent_sha256": "0" * 64},
+    "register_portal_device": lambda: {"identity_key": DeviceKeys().identity_key,
+                                       "encryption_key": DeviceKeys().encryption_upload()},
+    "open_portal_session": lambda: {"invitation_id": secrets.token_hex(16), "secret": link_parts([]).secret},
     "device_session": lambda: {"device_id": secrets.token_hex(16)},
     "change_password": lambda: {"current_password": PASSWORD, "new_password": "another long passphrase"},
     "confirm_totp": lambda: {"code": "000000"},

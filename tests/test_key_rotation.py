@@ -125,7 +125,8 @@ async def test_a_value_that_cannot_be_opened_is_left_alone_and_its_key_kept(rela
     runtime = relay.runtime
     report = await rotate_keys(runtime.database, runtime.keyring, runtime.audit, runtime.clock)
 
-    assert report.resealed == {"users.totp_secret": 1} and report.unreadable == {"users.totp_secret": 1}
+    assert {column: count for column, count in report.resealed.items() if count} == {"users.totp_secret": 1}
+    assert {column: count for column, count in report.unreadable.items() if count} == {"users.totp_secret": 1}
     assert report.retired == [] and report.still_used == [old_key]
     document = key_file(runtime.settings)
     assert document["active"] == report.active_key

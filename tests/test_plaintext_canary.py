@@ -1,4 +1,4 @@
-"""Proof that nothing rests here: full photo and chat flows with a known marker in the image bytes,
+"""Proof that nothing rests here: full photo, chat and patient portal flows with a known marker in the image bytes,
 the manifest and message text, then a scan of everything the server wrote (database, Redis, spool, every log
 line) finds no marker, and after the last acknowledgement no byte of the ciphertext remains."""
 
@@ -13,12 +13,14 @@ import asyncpg
 import pytest
 import redis.asyncio
 from relay_client.envelope import ClinicalMetadata, Manifest, open_bytes, seal_bytes
+from relay_client.invitations import PageNote
 
 from relay.auth.principal import Role
 from tests.support.backends import REDIS_URL, asyncpg_dsn
 from tests.support.chat import connected, conversation, open_text, send_text
 from tests.support.envelopes import adapter, download, keyring_of, member, recipient_of, upload
 from tests.support.harness import Relay
+from tests.support.portal import PatientPage, invite, link_in
 
 CANARY = b"CANARY-7f3a9c-PHI-MARKER"
 CANARY_TEXT = CANARY.decode()
@@ -151,3 +153,32 @@ async def test_no_plaintext_and_no_ciphertext_remain_after_chat_flows(relay: Rel
     for envelope in (*envelopes, picture):
         for start in range(0, len(envelope) - 32, max(1, len(envelope) // 7)):
             assert hits(written, envelope[start : start + 32]) == [], "ciphertext outlived its acknowledgement"
+
+
+async def test_no_plaintext_remains_after_a_portal_invitation_is_used_up(relay: Relay, logs: CapturedLogs) -> None:
+    alice = await member(relay, "alice")
+    contact = f"{CANARY_TEXT}@example.org"
+    birth = "1931-07-29"
+    note = PageNote(f"photograph the {CANARY_TEXT} wound", ClinicalMetadata(patient_ref=f"Patient/{CANARY_TEXT}"))
+    created = await invite(relay, alice.token, [alice.device], contact=contact, note=note, max_uploads=1,
+                           verification={"method": "date_of_birth", "date_of_birth": birth})
+    sent = relay.runtime.portal.dev_mail.outbox.messages[-1]
+    assert sent.to == (contact,) and CANARY_TEXT not in sent.body
+    page = PatientPage(relay, link_in(sent.body))
+    await page.ready(date_of_birth=birth, typed_name=f"Pat {CANARY_TEXT}")
+    assert hits(await everything_written(relay, logs), created["id"].encode()), "the scan sees the invitation (control)"
+    content = photo(100_000)
+    location, answer = await page.upload(await page.seal(content))
+    assert answer.status == 204
+    received = await download(relay, alice.token, location.rsplit("/", 1)[1])
+    opened = await open_bytes(await received.read(), keyring_of(alice.device).opening_keys(),
+                              keyring_of(page.device).identity_key)
+    assert opened.content == content and opened.manifest.consent == page.consent
+    assert opened.manifest.clinical is not None and opened.manifest.clinical.patient_ref == f"Patient/{CANARY_TEXT}"
+    assert (await relay.call("POST", f"/api/v1/blobs/{location.rsplit('/', 1)[1]}/ack", token=alice.token)).status in (
+        200, 204)
+
+    written = await everything_written(relay, logs)
+    for needle in (CANARY, CANARY.lower(), CANARY_TEXT.encode("utf-16-le"), content[:64], birth.encode(),
+                   contact.encode()):
+        assert hits(written, needle) == [], f"plaintext found: {hits(written, needle)}"

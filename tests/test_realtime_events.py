@@ -47,9 +47,10 @@ def test_every_server_event_is_documented() -> None:
     from relay.messaging.conversations import CONVERSATION_UPDATED
     from relay.messaging.messages import MESSAGE_DELETED, MESSAGE_RECEIPT
     from relay.messaging.queue import MESSAGE_NEW
+    from relay.portal.lifecycle import INVITATION_UPDATED
 
     emitted = {BLOB_AVAILABLE, CONVERSATION_UPDATED, MESSAGE_DELETED, MESSAGE_RECEIPT, MESSAGE_NEW, "device_revoked",
-               "consult.updated"}
+               "consult.updated", INVITATION_UPDATED}
     assert emitted <= set(documented_rows("Server → client events"))
 
 

@@ -1,4 +1,5 @@
-"""Who is calling: an authenticated user or integration principal, always inside one tenant."""
+"""Who is calling: an authenticated user or integration principal, or a patient's portal session
+(an invitation), always inside one tenant."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ class Role(StrEnum):
     ADMIN = "admin"
     AUDITOR = "auditor"
     INTEGRATION = "integration"
+    PATIENT = "patient"
+    """A patient's portal session (relay/portal): the portal endpoints and its own uploads, nothing else."""
 
 
 USER_ROLES = frozenset({Role.CLINICIAN, Role.ADMIN, Role.AUDITOR})
-ALL_ROLES = frozenset(Role)
+ALL_ROLES = USER_ROLES | {Role.INTEGRATION}
+"""Every role that belongs to an account; the patient's portal session is not one."""
 
 
 class PrincipalType(StrEnum):
     USER = "user"
     INTEGRATION = "integration"
+    INVITATION = "invitation"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from relay.camera.notifier import DeviceNotifier
 from relay.camera.purge import Purger
 from relay.camera.retention import RetentionPolicy
 from relay.camera.spool.contract import Spool
+from relay.camera.upload_gate import UploadGate
 from relay.camera.uploads import UploadService
 from relay.clock import Clock
 from relay.ephemeral.contract import EphemeralStore
@@ -33,7 +34,7 @@ class Camera:
 
 
 def build_camera(database: Database, audit: AuditLog, spool: Spool, broker: Broker, ephemeral: EphemeralStore,
-                 clock: Clock, settings: Settings) -> Camera:
+                 clock: Clock, settings: Settings, *, gate: UploadGate | None = None) -> Camera:
     """Build the services and subscribe the sweeper to device revocations."""
     notifier = DeviceNotifier()
     purger = Purger(database, audit, spool, clock)
@@ -47,7 +48,7 @@ def build_camera(database: Database, audit: AuditLog, spool: Spool, broker: Brok
         notifier=notifier,
         retention=retention,
         uploads=UploadService(database, audit, spool, clock, purger, announcer, retention, upload_rate,
-                              max_bytes=settings.max_upload_bytes, window_seconds=settings.upload_window),
+                              max_bytes=settings.max_upload_bytes, window_seconds=settings.upload_window, gate=gate),
         delivery=DeliveryService(database, audit, spool, clock, purger),
         heads=HeadService(database, audit, spool, clock, announcer),
         sweeper=sweeper,

@@ -27,7 +27,7 @@ from relay.runtime_key import RUNTIME
 
 routes = RouteTable("uploads")
 
-SENDERS = frozenset({Role.CLINICIAN})
+SENDERS = frozenset({Role.CLINICIAN, Role.PATIENT})
 UPLOAD_PATH = UPLOADS_PATH + "/{upload_id}"
 READ_SIZE = 256 * 1024
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from relay.audit.actions import AuditAction
 from relay.audit.log import AuditLog
 from relay.auth.principal import Principal
-from relay.camera.addressing import addressable_devices
+from relay.camera.addressing import addressable_devices, required_recipients
 from relay.camera.announce import Announcer
 from relay.camera.errors import (
     ChecksumMismatch,
@@ -41,6 +41,7 @@ from relay.camera.purge import Purger
 from relay.camera.records import Blob, BlobState, PurgeReason, blob_of, load_blob
 from relay.camera.retention import RetentionPolicy
 from relay.camera.spool.contract import Spool, SpoolObjectMissing, SpoolOffsetMismatch
+from relay.camera.upload_gate import OpenGate, UploadGate
 from relay.clock import Clock
 from relay.ephemeral.rate_limit import RateLimit
 from relay.errors import Conflict, Forbidden, NotFound, PayloadTooLarge
@@ -88,6 +89,7 @@ class UploadService:
     def __init__(
         self, database: Database, audit: AuditLog, spool: Spool, clock: Clock, purger: Purger,
         announcer: Announcer, retention: RetentionPolicy, rate: RateLimit, *, max_bytes: int, window_seconds: int,
+        gate: UploadGate | None = None,
     ) -> None:
         self._database = database
         self._audit = audit
@@ -99,6 +101,7 @@ class UploadService:
         self._rate = rate
         self.max_bytes = max_bytes
         self.window = timedelta(seconds=window_seconds)
+        self._gate: UploadGate = gate or OpenGate()
 
     async def create(self, principal: Principal, *, length: int, sha256: str, conversation_id: str | None = None
                      ) -> UploadState:
@@ -117,6 +120,7 @@ class UploadService:
         async with self._database.transaction() as connection:
             if conversation_id is not None:
                 await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
+            await self._gate.admit(connection, principal)
             await connection.execute(insert(blobs).values(
                 id=upload_id, tenant_id=principal.tenant_id, sender_type=principal.type.value, sender_id=principal.id,
                 sender_device_id=device_id, conversation_id=conversation_id, length=length, sha256=sha256, received=0,
@@ -245,7 +249,11 @@ class UploadService:
         wanted = [recipient.device_id for recipient in view.recipients]
         async with self._database.read() as connection:
             allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
+            required = await required_recipients(connection, principal)
         refused = sorted(set(wanted) - allowed)
+        if required is not None and set(wanted) != required:
+            raise EnvelopeRefused("the envelope must name exactly the invitation's recipients",
+                                  code="recipients_mismatch")
         if refused:
             raise EnvelopeRefused("the envelope addresses devices you may not send to",
                                   code="recipient_not_addressable", details={"device_ids": refused})
@@ -325,6 +333,8 @@ class UploadService:
         waiting = [device_id for device_id in wanted if device_id in allowed]
         if waiting:
             await self._announcer.announce(completed, waiting)
+            await self._gate.completed(connection, principal, blob.id)
+        await self._gate.after_completed(principal)
         else:
             await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.DEVICE_REVOKED)
 

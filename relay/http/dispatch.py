@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from relay.errors import Forbidden, InvalidRequest, PayloadTooLarge, Unauthenticated, UnsupportedMediaType
 from relay.http.endpoint import Call, Endpoint
 from relay.http.schema import Empty, ResponseBody
+from relay.portal.sessions import is_portal_token
 from relay.runtime_key import RUNTIME
 
 JSON = "application/json"
@@ -33,7 +34,10 @@ def adapt(endpoint: Endpoint) -> Any:
             token = bearer_token(request)
             if token is None:
                 raise Unauthenticated("this endpoint needs a bearer token", code="missing_token")
-            principal = await runtime.sessions.authenticate(token)
+            if is_portal_token(token):
+                principal = await runtime.portal.sessions.authenticate(token)
+            else:
+                principal = await runtime.sessions.authenticate(token)
             if principal.role not in endpoint.roles:
                 raise Forbidden("your role may not do this", code="role_forbidden")
         body: BaseModel = Empty()

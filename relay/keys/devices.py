@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,9 +24,10 @@ from relay.ids import new_id
 from relay.keys.fingerprints import fingerprint
 from relay.keys.signatures import KeyPurpose, SignedKey, verify
 from relay.storage.database import Database
-from relay.storage.tables import devices, integrations, one_time_keys, users
+from relay.storage.tables import devices, integrations, invitations, one_time_keys, users
 
-OWNER_TABLES = {PrincipalType.USER: users, PrincipalType.INTEGRATION: integrations}
+OWNER_TABLES = {PrincipalType.USER: users, PrincipalType.INTEGRATION: integrations,
+                PrincipalType.INVITATION: invitations}
 
 
 @dataclass(frozen=True)
@@ -244,9 +245,16 @@ class DeviceService:
         return [_device(row) for row in rows]
 
     async def lookup(self, principal: Principal, device_id: str) -> Device:
-        """The directory: one active device's current keys."""
+        """The directory: one active device's current keys; a patient portal device (owner type
+        ``invitation``) also after its invitation ended, so recipients can verify what it sent."""
         async with self._database.transaction() as connection:
-            row = await self._active_row(connection, principal.tenant_id, device_id)
+            row = (await connection.execute(select(devices).where(
+                devices.c.tenant_id == principal.tenant_id, devices.c.id == device_id,
+                or_(devices.c.revoked_at.is_(None), and_(devices.c.owner_type == PrincipalType.INVITATION.value,
+                                                         devices.c.identity_key.is_not(None))),
+            ))).first()
+            if row is None:
+                raise NotFound("no such device", code="device_not_found")
             await self._audit.record(
                 connection, AuditAction.DIRECTORY_READ, tenant_id=principal.tenant_id, actor=principal.actor,
                 object_type="device", object_id=device_id,

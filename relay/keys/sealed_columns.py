@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Column, Table
 
-from relay.storage.tables import users
+from relay.storage.tables import invitations, users
 
 
 @dataclass(frozen=True)
@@ -37,5 +37,11 @@ class SealedColumn:
 
 
 TOTP_SECRET = SealedColumn(users, "totp_secret")
+INVITATION_CONTACT = SealedColumn(invitations, "contact")
+INVITATION_DATE_OF_BIRTH = SealedColumn(invitations, "date_of_birth")
+INVITATION_NOTE = SealedColumn(invitations, "sealed_note")
+INVITATION_CODE = SealedColumn(invitations, "code")
 
-SEALED_COLUMNS: tuple[SealedColumn, ...] = (TOTP_SECRET,)
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    TOTP_SECRET, INVITATION_CONTACT, INVITATION_DATE_OF_BIRTH, INVITATION_NOTE, INVITATION_CODE,
+)

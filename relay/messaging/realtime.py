@@ -160,6 +160,7 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
     channel = SocketChannel(server)
     runtime.camera.notifier.attach(channel)
     messaging.notifier.attach(channel)
+    runtime.portal.notifier.attach(channel)
     return server
 
 

@@ -1,7 +1,7 @@
 """The relational schema (SQLAlchemy Core). Alembic migrations in storage/migrations build it.
 
-No column holds PHI in the clear: the few secrets the server keeps (TOTP seeds) are
-encrypted under the key-encryption keys of relay/keys; tokens are kept only as hashes.
+No column holds PHI in the clear: the few secrets the server keeps (TOTP seeds, a portal
+invitation's contact, date of birth, note and one-time code) are encrypted under the key-encryption keys of relay/keys; tokens are kept only as hashes.
 """
 
 from __future__ import annotations
@@ -293,6 +293,53 @@ consults = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index(None, "tenant_id", "state"),
     Index(None, "state", "escalate_at"),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("created_by", ID, nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("contact", LargeBinary, nullable=True),
+    Column("verification_method", String(16), nullable=False),
+    Column("date_of_birth", LargeBinary, nullable=True),
+    Column("sealed_note", LargeBinary, nullable=True),
+    Column("template", String(32), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("key_commitment", String(43), nullable=False),
+    Column("recipient_device_ids", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("failed_attempts", Integer, nullable=False, default=0),
+    Column("code", LargeBinary, nullable=True),
+    Column("code_expires_at", UtcDateTime, nullable=True),
+    Column("max_uploads", Integer, nullable=False),
+    Column("uploads_used", Integer, nullable=False, default=0),
+    Column("consent_id", String(64), nullable=True),
+    Column("consent_sha256", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "tenant_id", "created_by"),
+    Index(None, "status", "expires_at"),
+)
+
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("tenant_id", ID, ForeignKey("tenants.id"), nullable=False),
+    Column("invitation_id", ID, ForeignKey("invitations.id", ondelete="CASCADE"), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("device_id", ID, nullable=True),
+    Column("verified_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index(None, "invitation_id"),
 )
 
 audit_events = Table(

@@ -33,6 +33,7 @@ from relay_client.errors import RelayApiError
 from relay_client.events import EVENT_TYPES, RECEIPTS, parse
 from relay_client.http import RelayHttp
 from relay_client.inbox import Inbox, MemoryInbox
+from relay_client.invitations import Invitations
 from relay_client.keyfile import DeviceSecrets, KeyFile
 from relay_client.messaging import Messenger
 from relay_client.photos import PHOTO, seal_and_upload
@@ -53,6 +54,7 @@ class RelayClient:
         self.blobs = Blobs(self.http)
         self.conversations = Conversations(self.http)
         self.consults = Consults(self.http)
+        self.invitations = Invitations(self.http, self.directory)
         self.realtime = Realtime(self.http, request_timeout=request_timeout)
         self.messages = Messenger(self.realtime, self.conversations, self.directory, self.devices, self.uploads,
                                   inbox if inbox is not None else MemoryInbox())

@@ -23,7 +23,7 @@ from relay_client.envelope.keys import (
     SenderIdentity,
     UntrustedKey,
 )
-from relay_client.envelope.manifest import ClinicalMetadata, Manifest
+from relay_client.envelope.manifest import ClinicalMetadata, Consent, Manifest
 from relay_client.envelope.open import (
     EnvelopeReader,
     OpenedEnvelope,
@@ -35,7 +35,7 @@ from relay_client.envelope.open import (
 from relay_client.envelope.seal import EnvelopeSecrets, SealedEnvelope, seal, seal_bytes, seal_file
 
 __all__ = [
-    "DEFAULT_CHUNK_SIZE", "BadSignature", "ChunkTampered", "ClinicalMetadata", "DeviceKeyring", "DeviceKeys",
+    "DEFAULT_CHUNK_SIZE", "BadSignature", "ChunkTampered", "ClinicalMetadata", "Consent", "DeviceKeyring", "DeviceKeys",
     "EnvelopeError", "EnvelopeReader", "EnvelopeSecrets", "HeaderTampered", "KeyPurpose", "MalformedEnvelope",
     "MalformedManifest", "Manifest", "NotARecipient", "OpenedEnvelope", "OpenedMessage", "PublishedKey",
     "Recipient", "SealedEnvelope", "SenderIdentity", "Truncated", "UnsupportedVersion", "UntrustedKey",

@@ -9,6 +9,7 @@ reject anything that is not byte-for-byte canonical, so Python and browsers agre
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import struct
@@ -26,6 +27,8 @@ MAX_SAFE_INTEGER = (1 << 53) - 1
 LATERALITIES = frozenset({"left", "right", "bilateral", "not_applicable"})
 _KEY = re.compile(r"[a-z0-9_]{1,64}")
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,63}(; ?[\x21-\x7e]+)*")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+SCOPES = frozenset({"treatment", "teaching", "deidentified_research"})
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
 
@@ -53,16 +56,57 @@ class ClinicalMetadata:
 
 
 @dataclass(frozen=True)
+class Consent:
+    """A patient's consent as the portal page records it (docs/portal.md, "Consent")."""
+
+    id: str
+    scopes: tuple[str, ...]
+    typed_name: str
+    agreed_at: str
+    text_sha256: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scopes, tuple) or "treatment" not in self.scopes or not set(self.scopes) <= SCOPES:
+            raise ValueError(f"consent.scopes must include treatment and be among {sorted(SCOPES)}")
+        for name in ("id", "typed_name"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not 1 <= len(value) <= MAX_FIELD_LENGTH:
+                raise ValueError(f"consent.{name} must be a string of 1 to {MAX_FIELD_LENGTH} characters")
+        if not isinstance(self.agreed_at, str) or not _is_timestamp(self.agreed_at):
+            raise ValueError("consent.agreed_at must be RFC 3339 UTC")
+        if not isinstance(self.text_sha256, str) or not _SHA256_HEX.fullmatch(self.text_sha256):
+            raise ValueError("consent.text_sha256 must be 64 lowercase hex digits")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "scopes": list(self.scopes), "typed_name": self.typed_name,
+                "agreed_at": self.agreed_at, "text_sha256": self.text_sha256}
+
+    def sha256(self) -> str:
+        """The hex SHA-256 of the canonical JSON: the ``consent_sha256`` the relay keeps."""
+        return hashlib.sha256(canonical_json(self.to_json())).hexdigest()
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Consent:
+        return cls(document.get("id"), tuple(document["scopes"]), document.get("typed_name"),  # type: ignore[arg-type]
+                   document.get("agreed_at"), document.get("text_sha256"))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Manifest:
-    """The content's type and its clinical metadata; sealed, so only recipients read it."""
+    """The content's type and its clinical metadata; sealed, so only recipients read it.
+    ``source`` and ``consent`` are set by the patient portal (``source`` is ``patient_portal``)."""
 
     content_type: str
     clinical: ClinicalMetadata | None = None
+    source: str | None = None
+    consent: Consent | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.content_type, str) or len(self.content_type) > MAX_FIELD_LENGTH or (
                 not _CONTENT_TYPE.fullmatch(self.content_type)):
             raise ValueError("content_type must be a lowercase media type such as image/jpeg")
+        if self.source is not None and (not isinstance(self.source, str) or not _KEY.fullmatch(self.source)):
+            raise ValueError("source must be 1 to 64 characters of a-z 0-9 _")
 
     def to_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {"v": MANIFEST_VERSION, "content_type": self.content_type}
@@ -71,6 +115,10 @@ class Manifest:
                 field.name: getattr(self.clinical, field.name) for field in fields(self.clinical)
                 if getattr(self.clinical, field.name) is not None
             }
+        if self.source is not None:
+            document["source"] = self.source
+        if self.consent is not None:
+            document["consent"] = self.consent.to_json()
         return document
 
     def encode(self) -> bytes:
@@ -109,7 +157,11 @@ class Manifest:
             known = {field.name for field in fields(ClinicalMetadata)}
             metadata = None if clinical is None else ClinicalMetadata(
                 **{key: value for key, value in clinical.items() if key in known})
-            return cls(document.get("content_type"), metadata)  # type: ignore[arg-type]
+            consent = document.get("consent")
+            if consent is not None and not (isinstance(consent, dict) and isinstance(consent.get("scopes"), list)):
+                raise MalformedManifest("consent must be an object with a scopes list")
+            return cls(document.get("content_type"), metadata, document.get("source"),  # type: ignore[arg-type]
+                       None if consent is None else Consent.from_json(consent))
         except ValueError as error:
             raise MalformedManifest(str(error)) from None
 

@@ -129,6 +129,38 @@ def upgrade() -> None:
     with op.batch_alter_table('integrations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_integrations_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('invitations',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('created_by', sa.String(length=32), nullable=False),
+    sa.Column('channel', sa.String(length=8), nullable=False),
+    sa.Column('contact', sa.LargeBinary(), nullable=True),
+    sa.Column('verification_method', sa.String(length=16), nullable=False),
+    sa.Column('date_of_birth', sa.LargeBinary(), nullable=True),
+    sa.Column('sealed_note', sa.LargeBinary(), nullable=True),
+    sa.Column('template', sa.String(length=32), nullable=False),
+    sa.Column('secret_hash', sa.String(length=64), nullable=False),
+    sa.Column('key_commitment', sa.String(length=43), nullable=False),
+    sa.Column('recipient_device_ids', sa.Text(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('failed_attempts', sa.Integer(), nullable=False),
+    sa.Column('code', sa.LargeBinary(), nullable=True),
+    sa.Column('code_expires_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('max_uploads', sa.Integer(), nullable=False),
+    sa.Column('uploads_used', sa.Integer(), nullable=False),
+    sa.Column('consent_id', sa.String(length=64), nullable=True),
+    sa.Column('consent_sha256', sa.String(length=64), nullable=True),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('updated_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('expires_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('ended_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_invitations_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations'))
+    )
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_invitations_status_expires_at'), ['status', 'expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_invitations_tenant_id_created_by'), ['tenant_id', 'created_by'], unique=False)
+
     op.create_table('pools',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('tenant_id', sa.String(length=32), nullable=False),
@@ -278,6 +310,25 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_pool_members_user_id_users')),
     sa.PrimaryKeyConstraint('pool_id', 'user_id', name=op.f('pk_pool_members'))
     )
+    op.create_table('portal_sessions',
+    sa.Column('id', sa.String(length=32), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('tenant_id', sa.String(length=32), nullable=False),
+    sa.Column('invitation_id', sa.String(length=32), nullable=False),
+    sa.Column('secret_hash', sa.String(length=64), nullable=False),
+    sa.Column('device_id', sa.String(length=32), nullable=True),
+    sa.Column('verified_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.Column('created_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('last_seen_at', relay.storage.tables.UtcDateTime(), nullable=False),
+    sa.Column('ended_at', relay.storage.tables.UtcDateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['invitation_id'], ['invitations.id'], name=op.f('fk_portal_sessions_invitation_id_invitations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_portal_sessions_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_portal_sessions')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_portal_sessions_token_hash'))
+    )
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_portal_sessions_invitation_id'), ['invitation_id'], unique=False)
+
     op.create_table('recovery_codes',
     sa.Column('code_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.String(length=32), nullable=False),
@@ -318,6 +369,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_recovery_codes_user_id'))
 
     op.drop_table('recovery_codes')
+    with op.batch_alter_table('portal_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_portal_sessions_invitation_id'))
+
+    op.drop_table('portal_sessions')
     op.drop_table('pool_members')
     op.drop_table('one_time_keys')
     with op.batch_alter_table('messages', schema=None) as batch_op:
@@ -345,6 +400,11 @@ def downgrade() -> None:
 
     op.drop_table('sessions')
     op.drop_table('pools')
+    with op.batch_alter_table('invitations', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_invitations_tenant_id_created_by'))
+        batch_op.drop_index(batch_op.f('ix_invitations_status_expires_at'))
+
+    op.drop_table('invitations')
     with op.batch_alter_table('integrations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_integrations_tenant_id'))
 
