@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
+import secrets
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ import aiohttp
 import pydicom
 import pytest
 from PIL import Image
-from relay_client.envelope import Manifest, Recipient, seal_bytes
+from relay_client.envelope import ClinicalMetadata, Manifest, Recipient, seal_bytes
+from relay_client.invitations import PageNote
 from relay_emr_adapter.adapter import Adapter
 from relay_emr_adapter.config import load_config
 from relay_emr_adapter.errors import ConfigError
@@ -26,6 +31,8 @@ from relay_emr_adapter.state import State
 from relay_emr_adapter.status import serve_status
 
 from relay.auth.principal import Role
+from relay.clock import SystemClock
+from tests.conftest import SettingsFactory
 from tests.support.clock import ManualClock
 from tests.support.emr_adapter import (
     MRN_SYSTEM,
@@ -37,7 +44,8 @@ from tests.support.emr_adapter import (
 )
 from tests.support.envelopes import Member, audit_trail, keyring_of, member, upload
 from tests.support.fhir_emr import StandInEmr, stand_in_emr
-from tests.support.harness import Relay, free_port
+from tests.support.harness import Relay, free_port, running_relay
+from tests.support.portal import Link, LinkParts, PatientPage, commitment_of
 
 FULL_CONFIG = """
 [relay]
@@ -332,3 +340,80 @@ def test_a_bad_configuration_names_the_key(tmp_path: Path, toml: str, named: str
 def test_the_example_configuration_is_valid() -> None:
     config = load_config(Path(__file__).resolve().parent.parent / "clients" / "python" / "emr-adapter.example.toml")
     assert (config.profile.value, config.consent_check.value, config.retry.attempts) == ("media", "emr", 5)
+
+
+async def test_a_patients_photo_from_the_portal_is_filed_as_a_preliminary_submission(
+        relay: Relay, emr: StandInEmr, alice: Member, tmp_path: Path) -> None:
+    patient = emr.add_patient(MRN_SYSTEM, "12345")
+    configured = await setup(relay, emr, tmp_path, profile="document_reference")
+    photo = jpeg()
+    async with configured.adapter() as adapter:
+        assert adapter.client is not None
+        device_id = adapter.client.devices.device_id
+        listed = await relay.call("GET", f"/api/v1/directory/devices/{device_id}", token=alice.token)
+        parts = LinkParts(secrets.token_urlsafe(32), commitment_of([(device_id, (await listed.json())["identity_key"])]),
+                          PageNote("Please photograph the wound.", ClinicalMetadata(patient_ref="12345",
+                                                                                     body_site="left knee")))
+        created = await relay.call("POST", "/api/v1/invitations", token=alice.token, json={
+            "channel": "email", "contact": "pat@example.org", "recipient_device_ids": [device_id],
+            "verification": {"method": "date_of_birth", "date_of_birth": "1970-01-01"}, **parts.body()})
+        assert created.status == 201, await created.text()
+        page = PatientPage(relay, Link((await created.json())["id"], parts.secret, parts.commitment))
+        await page.ready(date_of_birth="1970-01-01")
+        location, answer = await page.upload(await page.seal(photo))
+        assert answer.status == 204, await answer.text()
+        assert await adapter.drain() == {location.rsplit("/", 1)[1]: State.FILED}
+
+    [document] = emr.resources("DocumentReference")
+    assert (document["status"], document["docStatus"]) == ("current", "preliminary")
+    assert document["subject"] == {"reference": patient} and document["author"] == [{"reference": patient}]
+    assert emr.binary_data(document["content"][0]["attachment"]["url"]) == photo
+
+
+async def test_the_console_command_registers_files_and_stops_cleanly_on_sigterm(
+        make_settings: SettingsFactory, tmp_path: Path) -> None:
+    """As an operator runs it: a process of its own, on the real clock (client assertions carry it)."""
+    async with running_relay(make_settings(), SystemClock()) as relay, stand_in_emr(SystemClock().now) as emr:
+        await console_command_files_and_stops(relay, emr, await member(relay, "alice"), tmp_path)
+
+
+async def console_command_files_and_stops(relay: Relay, emr: StandInEmr, alice: Member, tmp_path: Path) -> None:
+    patient = emr.add_patient(MRN_SYSTEM, "12345")
+    consent = emr.add_consent(patient)
+    configured = await setup(relay, emr, tmp_path)
+    port = free_port()
+    configured.config_path.write_text(configured.config_path.read_text().replace(
+        "poll_interval = 60", f"poll_interval = 60\nstatus_port = {port}"))
+    command = [str(Path(sys.executable).with_name("relay-emr-adapter"))]
+    config = ["--config", str(configured.config_path)]
+
+    init = await asyncio.create_subprocess_exec(*command, "init", *config, stdout=asyncio.subprocess.PIPE)
+    printed, _ = await init.communicate()
+    assert init.returncode == 0
+    registered = json.loads(printed)
+    async with configured.adapter() as adapter:
+        assert adapter.client is not None and adapter.client.devices.device_id == registered["device_id"]
+        blob_id = await send_photo(relay, alice, adapter, jpeg(), photo_manifest(consent_ref=consent))
+
+    running = await asyncio.create_subprocess_exec(*command, "run", *config, stderr=asyncio.subprocess.PIPE)
+    try:
+        health: dict[str, Any] = {}
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{port}/health") as answer:
+                        health = await answer.json()
+                if health.get("filed") == 1:
+                    break
+                await asyncio.sleep(0.1)
+        assert health.get("filed") == 1, health
+        running.send_signal(signal.SIGTERM)
+        _, logged = await asyncio.wait_for(running.communicate(), 30)
+    finally:
+        if running.returncode is None:
+            running.kill()
+            await running.wait()
+    assert running.returncode == 0
+    assert b"12345" not in logged and b"forearm" not in logged, "logs carry ids only"
+    assert [media["subject"] for media in emr.resources("Media")] == [{"reference": patient}]
+    assert (await sender_status(relay, alice, blob_id))["state"] == "purged"

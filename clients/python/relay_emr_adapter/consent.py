@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_client.envelope import ClinicalMetadata
+from relay_client.envelope import ClinicalMetadata, Manifest
 
 from relay_emr_adapter.config import ConsentCheck
 from relay_emr_adapter.emr_client import EmrClient
@@ -14,12 +14,21 @@ CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
-async def check_consent(clinical: ClinicalMetadata, patient_id: str, emr: EmrClient, mode: ConsentCheck) -> None:
-    """``Refused("consent_missing")`` unless the consent allows treatment use: with ``emr``, the
-    EMR's Consent is active, for this patient, of scope ``treatment`` (or permits purpose
-    ``TREAT``), and does not deny."""
+async def check_consent(manifest: Manifest, patient_submitted: bool, patient_id: str, emr: EmrClient,
+                        mode: ConsentCheck) -> None:
+    """``Refused("consent_missing")`` unless the consent allows treatment use. A patient's photo
+    from the portal carries its consent sealed in the manifest (docs/portal.md, "Consent"): it
+    counts when it is the one ``consent_ref`` names and its scopes include ``treatment``. Otherwise,
+    with ``emr``, the EMR's Consent is active, for this patient, of scope ``treatment`` (or permits
+    purpose ``TREAT``), and does not deny."""
+    clinical = manifest.clinical or ClinicalMetadata()
     if clinical.consent_ref is None:
         raise Refused("consent_missing", "no_consent_ref")
+    sealed = manifest.consent
+    if patient_submitted and sealed is not None and sealed.id == clinical.consent_ref:
+        if "treatment" not in sealed.scopes:
+            raise Refused("consent_missing", "consent_not_for_treatment")
+        return
     if mode is ConsentCheck.REFERENCE:
         return
     consent = await emr.read_consent(clinical.consent_ref)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -41,11 +41,22 @@ async def _init(config: Config) -> dict[str, str]:
 
 
 async def _run(config: Config) -> None:
+    """Until SIGTERM or SIGINT: then the blob in hand is left for the next run (the journal
+    and the relay still hold it), and the connections and the journal close cleanly."""
     async with Adapter(config) as adapter:
         runner = await serve_status(adapter, config.status_port) if config.status_port else None
+        running = asyncio.current_task()
+        assert running is not None
+        loop = asyncio.get_running_loop()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, running.cancel)
         try:
             await adapter.run()
+        except asyncio.CancelledError:
+            logging.getLogger("relay_emr_adapter").info("stopping")
         finally:
+            for stop in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(stop)
             if runner is not None:
                 await runner.cleanup()
 
@@ -64,8 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif arguments.command == "init":
             print(json.dumps(asyncio.run(_init(config)), indent=2))
         else:
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_run(config))
+            asyncio.run(_run(config))
     except (ConfigError, RelayClientError) as error:
         print(f"relay-emr-adapter: {error}", file=sys.stderr)
         return 2

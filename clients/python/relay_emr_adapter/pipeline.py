@@ -144,7 +144,7 @@ class Pipeline:
             raise Refused("consent_missing", "no_consent_ref")
         width, height = check_image(image.manifest.content_type, image.content)
         patient_id = await self._emr.find_patient(clinical.patient_ref)
-        await check_consent(clinical, patient_id, self._emr, self._config.consent_check)
+        await check_consent(image.manifest, image.patient_submitted, patient_id, self._emr, self._config.consent_check)
         filing = Filing(self._config.identifier_system, image.envelope_id, image.sender_device_id,
                         image.manifest.content_type, image.content, clinical, patient_id, width, height,
                         image.patient_submitted)
