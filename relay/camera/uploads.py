@@ -174,14 +174,15 @@ class UploadService:
         except UploadInterrupted:
             await self._record_progress(blob, watch, await self._size(blob))
             raise
-        await self._record_progress(blob, watch, size)
         if size < blob.length:
+            await self._record_progress(blob, watch, size)
             return UploadState(blob.id, size, blob.length, blob.expires_at, False)
         if watch is not None and watch.view is None:
             await self._refuse(blob, principal, MalformedEnvelope.code)
             raise MalformedEnvelope("not a well-formed sealed envelope: it ends inside its head")
         try:
-            await self._complete(blob, principal, whole.hexdigest() if whole is not None else None)
+            await self._complete(blob, principal, whole.hexdigest() if whole is not None else None,
+                                 watch.view if watch is not None else None)
         except SpoolObjectMissing:
             await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.LOST, actor=principal.actor)
             raise Gone("the relay lost this upload's bytes; upload it again", code="upload_lost") from None
@@ -248,12 +249,12 @@ class UploadService:
                                   code="length_mismatch")
         wanted = [recipient.device_id for recipient in view.recipients]
         async with self._database.read() as connection:
-            allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
             required = await required_recipients(connection, principal)
-        refused = sorted(set(wanted) - allowed)
+            allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
         if required is not None and set(wanted) != required:
             raise EnvelopeRefused("the envelope must name exactly the invitation's recipients",
                                   code="recipients_mismatch")
+        refused = sorted(set(wanted) - allowed)
         if refused:
             raise EnvelopeRefused("the envelope addresses devices you may not send to",
                                   code="recipient_not_addressable", details={"device_ids": refused})
@@ -292,29 +293,31 @@ class UploadService:
         await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.REFUSED, action=AuditAction.UPLOAD_REFUSED,
                                  actor=principal.actor, details={"code": code})
 
-    async def _complete(self, blob: Blob, principal: Principal, streamed_sha256: str | None) -> None:
-        """Check the declared SHA-256 and hand the blob to its recipients.
+    async def _complete(self, blob: Blob, principal: Principal, streamed_sha256: str | None,
+                        view: RoutingView | None) -> None:
+        """Check the declared SHA-256 and hand the blob to its recipients (completing it records
+        its length and head, so the last PATCH records no progress of its own).
 
         ``streamed_sha256`` is the digest of a PATCH that carried the whole upload from byte 0
-        through this node; otherwise the stored ciphertext is read back once to hash it.
+        through this node; otherwise the stored ciphertext is read back once to hash it. ``view``
+        is the head this PATCH read, if it carried the head; otherwise it is read from the spool.
         """
+        now = self._clock.now()
         async with self._database.read() as connection:
             head_length = await connection.scalar(select(blobs.c.head_length).where(blobs.c.id == blob.id))
+            retention_until = now + await self._retention.window(connection, blob.tenant_id)
         if streamed_sha256 is None:
             digest = hashlib.sha256()
             async for chunk in self._spool.read(blob.id):
                 await asyncio.to_thread(digest.update, chunk)
             streamed_sha256 = digest.hexdigest()
-        head = b"".join([chunk async for chunk in self._spool.read(blob.id, 0, head_length)])
         if not hmac.compare_digest(streamed_sha256, blob.sha256):
             await self._refuse(blob, principal, "sha256_mismatch")
             raise ChecksumMismatch("the upload does not match the SHA-256 declared for it; it was discarded",
                                    code="sha256_mismatch")
-        view = read_routing_view(bytes(head))
+        if view is None:
+            view = read_routing_view(b"".join([chunk async for chunk in self._spool.read(blob.id, 0, head_length)]))
         wanted = [recipient.device_id for recipient in view.recipients]
-        now = self._clock.now()
-        async with self._database.read() as connection:
-            retention_until = now + await self._retention.window(connection, blob.tenant_id)
         await self._spool.set_expiry(blob.id, retention_until)
         async with self._database.transaction() as connection:
             completed = await self._mark_complete(connection, blob, principal, view, now, retention_until)
@@ -330,11 +333,11 @@ class UploadService:
                 object_type="blob", object_id=blob.id,
                 details={"envelope_id": view.envelope_id, "length": blob.length, "recipients": len(wanted)},
             )
+            await self._gate.completed(connection, principal, blob.id)
+        await self._gate.after_completed(principal)
         waiting = [device_id for device_id in wanted if device_id in allowed]
         if waiting:
             await self._announcer.announce(completed, waiting)
-            await self._gate.completed(connection, principal, blob.id)
-        await self._gate.after_completed(principal)
         else:
             await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.DEVICE_REVOKED)
 

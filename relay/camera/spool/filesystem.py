@@ -131,14 +131,13 @@ class _ObjectFiles:
         self.shard.chmod(0o700)
         if self.data.exists() or self.deadline.exists():
             raise SpoolObjectExists("an object with this id exists")
-        self._write_deadline(expires_at)
+        self._write_deadline(expires_at, sync_directory=False)
         try:
             descriptor = os.open(self.data, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             raise SpoolObjectExists("an object with this id exists") from None
         try:
             os.fchmod(descriptor, 0o600)
-            os.fsync(descriptor)
         finally:
             os.close(descriptor)
         _sync_directory(self.shard)
@@ -235,7 +234,9 @@ class _ObjectFiles:
             return None
         return deadline if deadline.tzinfo is not None else None
 
-    def _write_deadline(self, expires_at: datetime) -> None:
+    def _write_deadline(self, expires_at: datetime, *, sync_directory: bool = True) -> None:
+        """Replace the deadline file atomically; its new name is durable once the directory is
+        synced (here, or by the caller that creates more entries first)."""
         text = expires_at.astimezone(UTC).isoformat() + "\n"
         descriptor = os.open(self.pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -245,7 +246,8 @@ class _ObjectFiles:
         finally:
             os.close(descriptor)
         os.replace(self.pending, self.deadline)
-        _sync_directory(self.shard)
+        if sync_directory:
+            _sync_directory(self.shard)
 
 
 @contextlib.contextmanager
