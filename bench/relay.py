@@ -5,7 +5,9 @@
 Both servers run as their own processes on 127.0.0.1. The relay is `relay serve` on its
 embedded defaults (SQLite, filesystem spool); a round trip is a tus POST + one streamed PATCH,
 the recipient's download, and its acknowledgement (which purges the blob). The baseline is a
-bare aiohttp server that streams the same bytes to a file and back, with nothing else. Sealing
+bare aiohttp server that streams the same bytes to a file and back, with nothing else; it runs
+a second time fsyncing each upload before answering (the "durable" columns), the floor of any
+server that, like the relay's spool, acknowledges only bytes on disk. Sealing
 happens before the clock starts. Finally one large envelope passes through the relay while its
 peak RSS growth is read from /proc (VmHWM after resetting it through clear_refs).
 """
@@ -101,10 +103,11 @@ async def relay_round_trip(http: aiohttp.ClientSession, url: str, pair: Pair, en
     return time.perf_counter() - started
 
 
-async def bare_round_trip(http: aiohttp.ClientSession, url: str, envelope: Path) -> float:
+async def bare_round_trip(http: aiohttp.ClientSession, url: str, envelope: Path, *, durable: bool = False) -> float:
     length = envelope.stat().st_size
     started = time.perf_counter()
-    async with http.post(f"{url}/blobs", data=file_pieces(envelope), headers={"Content-Length": str(length)}) as put:
+    async with http.post(f"{url}/blobs", data=file_pieces(envelope), params={"sync": "1"} if durable else None,
+                         headers={"Content-Length": str(length)}) as put:
         blob_id = await put.text()
     received = 0
     async with http.get(f"{url}/blobs/{blob_id}") as download:
@@ -117,12 +120,16 @@ async def bare_round_trip(http: aiohttp.ClientSession, url: str, envelope: Path)
 
 
 def bare_app(directory: Path) -> web.Application:
-    """The baseline: stream a body to a file, stream it back, delete it."""
+    """The baseline: stream a body to a file, stream it back, delete it. With ``?sync=1`` the
+    file is fsynced before the upload is answered, as the relay's spool does (the durable floor)."""
     async def put(request: web.Request) -> web.Response:
         blob_id = secrets.token_hex(16)
         with (directory / blob_id).open("wb") as sink:
             async for piece in request.content.iter_chunked(PIECE):
                 await asyncio.to_thread(sink.write, piece)
+            if request.query.get("sync") == "1":
+                await asyncio.to_thread(sink.flush)
+                await asyncio.to_thread(os.fsync, sink.fileno())
         return web.Response(text=blob_id)
 
     async def get(request: web.Request) -> web.StreamResponse:
@@ -202,7 +209,7 @@ async def run(args: argparse.Namespace) -> None:
         await wait_for(bare_url + "/blobs/none")
         pairs = await setup_pairs(relay_url, concurrency)
         print(f"{'size':>8} {'clients':>7} {'relay MB/s':>10} {'bare MB/s':>10} {'ratio':>6} "
-              f"{'relay p50/p95 ms':>17} {'bare p50/p95 ms':>16}")
+              f"{'relay p50/p95 ms':>17} {'bare p50/p95 ms':>16} {'durable MB/s':>12} {'ratio':>6}")
         for size_mib in args.sizes:
             size = size_mib * MiB
             for clients in args.clients:
@@ -214,19 +221,25 @@ async def run(args: argparse.Namespace) -> None:
                         return [await relay_round_trip(http, relay_url, pairs[c], path, digest)
                                 for path, digest in envelopes[c]]
 
-                    async def bare_client(c: int) -> list[float]:
-                        return [await bare_round_trip(http, bare_url, path) for path, _ in envelopes[c]]
+                    async def bare_client(c: int, durable: bool) -> list[float]:
+                        return [await bare_round_trip(http, bare_url, path, durable=durable)
+                                for path, _ in envelopes[c]]
 
                     started = time.perf_counter()
-                    bare_trips = sum(await asyncio.gather(*(bare_client(c) for c in range(clients))), [])
+                    bare_trips = sum(await asyncio.gather(*(bare_client(c, False) for c in range(clients))), [])
                     bare_wall = time.perf_counter() - started
+                    started = time.perf_counter()
+                    durable_trips = sum(await asyncio.gather(*(bare_client(c, True) for c in range(clients))), [])
+                    durable_wall = time.perf_counter() - started
                     started = time.perf_counter()
                     relay_trips = sum(await asyncio.gather(*(relay_client(c) for c in range(clients))), [])
                     relay_wall = time.perf_counter() - started
                 r_rate, r50, r95 = measure(relay_trips, size, relay_wall)
                 b_rate, b50, b95 = measure(bare_trips, size, bare_wall)
+                d_rate, _, _ = measure(durable_trips, size, durable_wall)
                 print(f"{size_mib:>5} MiB {clients:>7} {r_rate:>10.0f} {b_rate:>10.0f} {r_rate / b_rate:>5.2f}x "
-                      f"{r50:>8.0f}/{r95:<8.0f} {b50:>7.0f}/{b95:<8.0f}", flush=True)
+                      f"{r50:>8.0f}/{r95:<8.0f} {b50:>7.0f}/{b95:<8.0f} {d_rate:>12.0f} {r_rate / d_rate:>5.2f}x",
+                      flush=True)
                 for row in envelopes:
                     for path, _ in row:
                         path.unlink()
