@@ -1,4 +1,4 @@
-# Sourced by scripts/test: the Debian packages the browser tests need (Chromium, Node.js/npm).
+# Sourced by scripts/test and scripts/serve: the Debian packages they need (Chromium, Node.js/npm).
 # As root they are installed with apt-get; otherwise the script says what to install.
 
 ensure_debian_packages() {
@@ -9,7 +9,7 @@ ensure_debian_packages() {
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
-        echo "the tests need these Debian packages: sudo apt-get install ${missing[*]}" >&2
+        echo "Relay needs these Debian packages: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
     echo "installing Debian packages: ${missing[*]}" >&2
