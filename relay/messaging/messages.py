@@ -153,7 +153,7 @@ class MessageService:
                 object_id=outgoing.object_id, blob_id=outgoing.blob_id, sent_at=outgoing.sent_at,
                 expires_at=outgoing.expires_at,
             ))
-            seqs = await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
+            await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
             await self._audit.record(
                 connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
                 object_type="message", object_id=outgoing.message_id,
@@ -165,8 +165,7 @@ class MessageService:
                 "sender_user_id": principal.id, "sender_device_id": principal.device_id,
                 "sent_at": outgoing.sent_at.isoformat(), "expires_at": outgoing.expires_at.isoformat(),
                 "envelope": outgoing.envelope, "blob_id": outgoing.blob_id}
-        for device_id, seq in sorted(seqs.items(), key=lambda item: item[1]):
-            await self._notifier.device(device_id, MESSAGE_NEW, {"seq": seq} | base)
+        await self._notifier.devices(sorted(recipients), MESSAGE_NEW, base)
         return SentMessage(outgoing.message_id, outgoing.sent_at, outgoing.expires_at, tuple(sorted(recipients)))
 
     async def _existing(self, connection: AsyncConnection, principal: Principal, message_id: str,

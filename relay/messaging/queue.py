@@ -54,14 +54,13 @@ class MessageQueue:
     clock: Clock
 
     async def enqueue(self, connection: AsyncConnection, tenant_id: str, message_id: str,
-                      recipients: Mapping[str, str]) -> dict[str, int]:
-        """One copy per recipient device (device id -> user id); returns each device's ``seq``."""
-        rows = await connection.execute(
-            insert(message_copies).returning(message_copies.c.device_id, message_copies.c.seq),
+                      recipients: Mapping[str, str]) -> None:
+        """One copy per recipient device (device id -> user id), each numbered in its queue (``seq``)."""
+        await connection.execute(
+            insert(message_copies),
             [{"message_id": message_id, "device_id": device_id, "user_id": user_id, "tenant_id": tenant_id}
              for device_id, user_id in sorted(recipients.items())],
         )
-        return {row.device_id: row.seq for row in rows}
 
     async def queued(self, connection: AsyncConnection, device_id: str, *, limit: int,
                      after_seq: int = 0) -> list[dict[str, Any]]:

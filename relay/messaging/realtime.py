@@ -12,6 +12,7 @@ revoked device is told to wipe its state and disconnected at once.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,10 +173,14 @@ class SocketChannel:
         self._server = server
 
     async def to_device(self, device_id: str, event: str, payload: dict[str, Any]) -> None:
-        await self._server.emit(event, payload, room=device_room(device_id), namespace=NAMESPACE)
+        await self.to_devices((device_id,), event, payload)
 
-    async def to_user(self, user_id: str, event: str, payload: dict[str, Any]) -> None:
-        await self._server.emit(event, payload, room=user_room(user_id), namespace=NAMESPACE)
+    async def to_devices(self, device_ids: Sequence[str], event: str, payload: dict[str, Any]) -> None:
+        await self._server.emit(event, payload, to=[device_room(device_id) for device_id in device_ids],
+                                namespace=NAMESPACE)
+
+    async def to_users(self, user_ids: Sequence[str], event: str, payload: dict[str, Any]) -> None:
+        await self._server.emit(event, payload, to=[user_room(user_id) for user_id in user_ids], namespace=NAMESPACE)
 
 
 def mount(server: socketio.AsyncServer, app: web.Application) -> None:
