@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from relay_client.envelope import open_bytes
 
+from relay.camera.spool.contract import SpoolObjectMissing
 from relay.camera.spool.filesystem import FilesystemSpool
 from tests.conftest import SettingsFactory
 from tests.support.clock import ManualClock
@@ -105,9 +106,15 @@ async def reached(relay: Relay, token: str, location: str, offset: int) -> bool:
 
 
 async def staged(relay: Relay, upload_id: str, size: int) -> bool:
-    """Whether a checksummed PATCH's staging object (the one object besides the upload) holds ``size`` bytes."""
+    """Whether a checksummed PATCH's staging object (the one object besides the upload) holds ``size``
+    bytes; not yet while its files are being created (or already removed)."""
     staging = await spool_ids(relay) - {upload_id}
-    return len(staging) == 1 and await relay.runtime.spool.size(staging.pop()) >= size
+    if len(staging) != 1:
+        return False
+    try:
+        return await relay.runtime.spool.size(staging.pop()) >= size
+    except SpoolObjectMissing:
+        return False
 
 
 async def only(relay: Relay, ids: set[str]) -> bool:
