@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from relay.auth.passwords import verify_password
 from relay.auth.principal import Role
 from tests.conftest import SettingsFactory
 from tests.support.clock import ManualClock
@@ -20,6 +23,17 @@ async def test_admin_logs_in_and_sees_themself(relay: Relay) -> None:
     assert response.status == 200
     me = await response.json()
     assert me["username"] == "alice" and me["role"] == "admin" and me["totp_enabled"] is False
+
+
+async def test_checking_a_password_leaves_the_event_loop_free() -> None:
+    """argon2id takes tens of milliseconds; open sockets and other requests keep moving meanwhile."""
+    check = asyncio.ensure_future(verify_password(None, "correct horse battery"))
+    turns = 0
+    while not check.done():
+        turns += 1
+        await asyncio.sleep(0)
+    assert await check is False
+    assert turns > 10
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(relay: Relay) -> None:

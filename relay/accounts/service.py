@@ -93,13 +93,14 @@ class AccountService:
         if not USERNAME.fullmatch(username):
             raise InvalidRequest("usernames are lowercase letters, digits, '.', '_' and '-'", code="invalid_username")
         check_policy(password, username=username)
+        password_hash = await hash_password(password)
         user_id, now = new_id(), self._clock.now()
         try:
             async with self._database.transaction() as connection:
                 await connection.execute(
                     insert(users).values(
                         id=user_id, tenant_id=tenant_id, username=username, display_name=display_name.strip(),
-                        role=role.value, password_hash=hash_password(password), totp_enabled=False,
+                        role=role.value, password_hash=password_hash, totp_enabled=False,
                         failed_logins=0, disabled=False, created_at=now,
                     )
                 )
@@ -180,12 +181,13 @@ class AccountService:
             row = (await connection.execute(
                 select(users.c.username, users.c.password_hash).where(users.c.id == principal.id)
             )).one()
-        if not verify_password(row.password_hash, current):
+        if not await verify_password(row.password_hash, current):
             raise Unauthenticated("the current password is wrong", code="invalid_credentials")
         check_policy(new, username=row.username)
+        password_hash = await hash_password(new)
         async with self._database.transaction() as connection:
             await connection.execute(update(users).where(users.c.id == principal.id)
-                                     .values(password_hash=hash_password(new)))
+                                     .values(password_hash=password_hash))
             await connection.execute(
                 update(sessions).where(sessions.c.principal_id == principal.id, sessions.c.id != principal.session_id,
                                        sessions.c.ended_at.is_(None)).values(ended_at=self._clock.now())

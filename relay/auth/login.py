@@ -83,12 +83,12 @@ class LoginService:
                 )
             ).first()
         if user is None:
-            verify_password(None, credentials.password)
+            await verify_password(None, credentials.password)
             await self._fail(None, "unknown_account")
         now = self._clock.now()
         if user.locked_until is not None and user.locked_until > now:
             await self._fail(user, "locked")
-        if not verify_password(user.password_hash, credentials.password):
+        if not await verify_password(user.password_hash, credentials.password):
             await self._fail(user, "bad_password", counts=True)
         if user.disabled:
             await self._fail(user, "disabled")
@@ -140,7 +140,7 @@ class LoginService:
         """Prove presence again (for exports and other sensitive actions) without a new session."""
         async with self._database.read() as connection:
             user = (await connection.execute(select(users).where(users.c.id == principal.id))).first()
-        if user is None or not verify_password(user.password_hash, password):
+        if user is None or not await verify_password(user.password_hash, password):
             await self._fail(user, "bad_password", counts=True, action=AuditAction.REAUTH)
         try:
             async with self._database.transaction() as connection:
