@@ -10,8 +10,10 @@ Every device holds one websocket to each server in turn, driven by the same ligh
 (bench/chat_socket.py) from this process. Envelopes are sealed to every other device of the
 conversation before the clock starts; after a short warm-up, a fixed number of messages is sent at
 each offered rate, and each send→`message.new` is timed at every recipient device, which acknowledges
-(`message.ack`). Idle memory is the server's RSS with every device connected and idle, minus its RSS
-before, divided by the number of connections. Targets: relay p99 <= 1.5x the bare forwarder's,
+(`message.ack`). Once every device is connected, this process freezes what it holds out of its
+garbage collector's reach, so its own collection pauses land in neither server's figures. Idle memory
+is the server's RSS with every device connected and idle, minus its RSS before, divided by the number
+of connections. Targets: relay p99 <= 1.5x the bare forwarder's,
 <= 100 KiB per idle connection. With --scaleout the database relay_bench is emptied first.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import os
 import shutil
@@ -106,6 +109,8 @@ async def measure(http: aiohttp.ClientSession, server: Server, endpoints: list[E
     try:
         await fleet.connect()
         connect_seconds = time.perf_counter() - started
+        gc.collect()
+        gc.freeze()
         await asyncio.sleep(SETTLE_SECONDS)
         idle = (rss_now_kib(server.pid) - before) / len(endpoints)
         await fleet.run(warmup, rate=args.rates[0], drain_timeout=args.drain_timeout, prefix="warm")
@@ -115,6 +120,7 @@ async def measure(http: aiohttp.ClientSession, server: Server, endpoints: list[E
             phases.append(Phase(load, cpu_seconds(server.pid) - server_cpu, time.process_time() - client_cpu))
     finally:
         await fleet.close()
+        gc.unfreeze()
     return Measurement(idle, connect_seconds, phases)
 
 

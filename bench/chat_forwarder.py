@@ -5,11 +5,14 @@
 A client joins the rooms named in its ``auth`` (``{"rooms": [conversation ids]}``) on connect.
 ``message.send`` emits ``message.new`` with the same binary envelope to the conversation's room,
 except the sender, and acknowledges; ``message.ack`` is acknowledged. The payloads have the
-relay's shape (docs/realtime.md) so both servers move the same bytes.
+relay's shape (docs/realtime.md) so both servers move the same bytes. It tunes its garbage
+collector as `relay serve` does, so neither server's figures hang on collection pauses the other
+was spared.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -17,6 +20,8 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+
+from relay.cli.serve import GC_THRESHOLDS
 
 MAX_PACKET = 4 * 262144
 
@@ -54,7 +59,13 @@ def forwarder_app() -> web.Application:
     async def ack(sid: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "result": {"acknowledged": data["message_ids"]}}
 
+    async def tune_collector(_: web.Application) -> None:
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+
     app = web.Application()
+    app.on_startup.append(tune_collector)
     server.attach(app, socketio_path="socket.io")
     app.router.add_get("/healthz", lambda request: web.Response(text="ok"))
     return app
