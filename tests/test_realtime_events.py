@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -87,6 +88,8 @@ async def test_mistakes_get_error_codes_and_the_socket_stays_up(relay: Relay) ->
         answer = await socket.call("message.send", good)
         assert answer["error"]["code"] == "recipients_incomplete"
         assert answer["error"]["details"] == {"missing": [phone.id]}
+        far_future = relay.runtime.clock.now() + timedelta(days=3650)
+        assert await relay.runtime.spool.sweep(far_future) == [], "no refused send left ciphertext in the spool"
         good["envelope"] = await seal_text(alice.device, await recipients(relay, alice.token, room), "hello")
         assert (await socket.call("message.send", good))["ok"], "the same socket still works"
 

@@ -7,6 +7,7 @@ events go out after it commits, so a device is never told of something that roll
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Sequence
@@ -103,70 +104,85 @@ class MessageService:
     async def send(self, principal: Principal, conversation_id: str, message_id: str, envelope: bytes,
                    blob_id: str | None) -> SentMessage:
         """Queue ``envelope`` for every recipient device it names, after checking they are
-        exactly the conversation's member devices; a retry with the same id returns the first answer."""
+        exactly the conversation's member devices; a retry with the same id returns the first answer.
+
+        One transaction checks and records everything. Once it has read the conversation (whose
+        lifespan is the ciphertext's deadline), the ciphertext goes to the spool while the
+        transaction goes on, and it commits only once the spool holds it; a send that does not
+        commit takes its ciphertext back out of the spool.
+        """
         if len(envelope) > self.max_message_bytes:
             raise MessageTooLarge(f"a sealed message may be at most {self.max_message_bytes} bytes")
         view = _routing_view(envelope)
         if view.sender_device_id != principal.device_id:
             raise SenderMismatch("the envelope names another device as its sender")
         digest = hashlib.sha256(envelope).hexdigest()
-        async with self._database.read() as connection:
-            existing = await self._existing(connection, principal, message_id, digest)
-            if existing is not None:
-                return existing
-            conversation = await member_conversation(connection, principal.tenant_id, conversation_id, principal.id)
-        now = self._clock.now()
-        outgoing = Outgoing(
-            message_id, conversation.id, envelope, digest, frozenset(r.device_id for r in view.recipients), blob_id,
-            new_id(), now, now + timedelta(seconds=conversation.lifespan_seconds),
-        )
-        await self._queue.spool.create(outgoing.object_id, expires_at=outgoing.expires_at)
+        spooling: asyncio.Task[None] | None = None
+        object_id = new_id()
         try:
-            await self._queue.spool.append(outgoing.object_id, 0, _once(envelope))
-            return await self._queue_message(principal, outgoing)
+            async with self._database.transaction() as connection:
+                existing = await self._existing(connection, principal, message_id, digest)
+                if existing is not None:
+                    return existing
+                conversation = await member_conversation(connection, principal.tenant_id, conversation_id,
+                                                         principal.id)
+                now = self._clock.now()
+                outgoing = Outgoing(
+                    message_id, conversation.id, envelope, digest, frozenset(r.device_id for r in view.recipients),
+                    blob_id, object_id, now, now + timedelta(seconds=conversation.lifespan_seconds),
+                )
+                spooling = asyncio.create_task(self._spool(outgoing))
+                recipients = await self._record(connection, principal, conversation, outgoing)
+                await asyncio.shield(spooling)
         except BaseException:
-            await self._queue.spool.delete(outgoing.object_id)
+            if spooling is not None:
+                await asyncio.wait([spooling])
+                await self._queue.spool.delete(object_id)
             raise
-
-    async def _queue_message(self, principal: Principal, outgoing: Outgoing) -> SentMessage:
-        """The ciphertext is in the spool (its deadline the message's end); now check the
-        recipients against the members of this moment and queue a copy for each."""
-        async with self._database.transaction() as connection:
-            conversation = await member_conversation(connection, principal.tenant_id, outgoing.conversation_id,
-                                                     principal.id)
-            await _require_open(connection, conversation)
-            expected = await member_devices(connection, conversation)
-            named = outgoing.recipients
-            if stranger := sorted(named - expected.keys()):
-                raise RecipientNotMember("the envelope names devices that are not in this conversation",
-                                         details={"device_ids": stranger})
-            if missing := sorted(expected.keys() - named - {principal.device_id}):
-                raise RecipientsIncomplete("the envelope misses member devices; fetch the conversation and seal again",
-                                           details={"missing": missing})
-            recipients = {device_id: expected[device_id] for device_id in named}
-            if outgoing.blob_id is not None:
-                await _require_blob_for(connection, principal, conversation, outgoing.blob_id, named)
-            await connection.execute(insert(messages).values(
-                id=outgoing.message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
-                sender_user_id=principal.id, sender_device_id=principal.device_id,
-                envelope_sha256=outgoing.digest, envelope_length=len(outgoing.envelope),
-                object_id=outgoing.object_id, blob_id=outgoing.blob_id, sent_at=outgoing.sent_at,
-                expires_at=outgoing.expires_at,
-            ))
-            await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
-            await self._audit.record(
-                connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
-                object_type="message", object_id=outgoing.message_id,
-                details={"conversation_id": conversation.id, "device_id": principal.device_id,
-                         "recipients": len(recipients), "bytes": len(outgoing.envelope),
-                         "blob_id": outgoing.blob_id},
-            )
         base = {"message_id": outgoing.message_id, "conversation_id": conversation.id,
                 "sender_user_id": principal.id, "sender_device_id": principal.device_id,
                 "sent_at": outgoing.sent_at.isoformat(), "expires_at": outgoing.expires_at.isoformat(),
                 "envelope": outgoing.envelope, "blob_id": outgoing.blob_id}
         await self._notifier.devices(sorted(recipients), MESSAGE_NEW, base)
         return SentMessage(outgoing.message_id, outgoing.sent_at, outgoing.expires_at, tuple(sorted(recipients)))
+
+    async def _spool(self, outgoing: Outgoing) -> None:
+        """The ciphertext into its spool object, whose deadline is the message's end."""
+        await self._queue.spool.create(outgoing.object_id, expires_at=outgoing.expires_at)
+        await self._queue.spool.append(outgoing.object_id, 0, _once(outgoing.envelope))
+
+    async def _record(self, connection: AsyncConnection, principal: Principal, conversation: Conversation,
+                      outgoing: Outgoing) -> dict[str, str]:
+        """Check the recipients against the members of this moment and queue a copy for each;
+        returns them (device id -> user id)."""
+        await _require_open(connection, conversation)
+        expected = await member_devices(connection, conversation)
+        named = outgoing.recipients
+        if stranger := sorted(named - expected.keys()):
+            raise RecipientNotMember("the envelope names devices that are not in this conversation",
+                                     details={"device_ids": stranger})
+        if missing := sorted(expected.keys() - named - {principal.device_id}):
+            raise RecipientsIncomplete("the envelope misses member devices; fetch the conversation and seal again",
+                                       details={"missing": missing})
+        recipients = {device_id: expected[device_id] for device_id in named}
+        if outgoing.blob_id is not None:
+            await _require_blob_for(connection, principal, conversation, outgoing.blob_id, named)
+        await connection.execute(insert(messages).values(
+            id=outgoing.message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
+            sender_user_id=principal.id, sender_device_id=principal.device_id,
+            envelope_sha256=outgoing.digest, envelope_length=len(outgoing.envelope),
+            object_id=outgoing.object_id, blob_id=outgoing.blob_id, sent_at=outgoing.sent_at,
+            expires_at=outgoing.expires_at,
+        ))
+        await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
+        await self._audit.record(
+            connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
+            object_type="message", object_id=outgoing.message_id,
+            details={"conversation_id": conversation.id, "device_id": principal.device_id,
+                     "recipients": len(recipients), "bytes": len(outgoing.envelope),
+                     "blob_id": outgoing.blob_id},
+        )
+        return recipients
 
     async def _existing(self, connection: AsyncConnection, principal: Principal, message_id: str,
                         digest: str) -> SentMessage | None:
@@ -206,7 +222,8 @@ class MessageService:
             acknowledged = {message_id for _, message_id in newly}
             await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
             receipts = {receipt.message_id: receipt for receipt in await _receipts(connection, list(acknowledged))}
-        results, read_by = [], []
+        results: list[list[str]] = []
+        read_by: list[tuple[Principal, Receipt]] = []
         for ack in batch:
             mine = [message_id for message_id in dict.fromkeys(ack.message_ids)
                     if (ack.principal.device_id, message_id) in newly]
