@@ -301,11 +301,10 @@ class UploadService:
         ``streamed_sha256`` is the digest of a PATCH that carried the whole upload from byte 0
         through this node; otherwise the stored ciphertext is read back once to hash it. ``view``
         is the head this PATCH read, if it carried the head; otherwise it is read from the spool.
+        The spool object's deadline moves to the end of the retention window while the
+        completing transaction runs, which commits only once it has moved.
         """
         now = self._clock.now()
-        async with self._database.read() as connection:
-            head_length = await connection.scalar(select(blobs.c.head_length).where(blobs.c.id == blob.id))
-            retention_until = now + await self._retention.window(connection, blob.tenant_id)
         if streamed_sha256 is None:
             digest = hashlib.sha256()
             async for chunk in self._spool.read(blob.id):
@@ -316,24 +315,33 @@ class UploadService:
             raise ChecksumMismatch("the upload does not match the SHA-256 declared for it; it was discarded",
                                    code="sha256_mismatch")
         if view is None:
-            view = read_routing_view(b"".join([chunk async for chunk in self._spool.read(blob.id, 0, head_length)]))
+            view = read_routing_view(b"".join([chunk async for chunk in self._spool.read(blob.id, 0,
+                                                                                           blob.head_length)]))
         wanted = [recipient.device_id for recipient in view.recipients]
-        await self._spool.set_expiry(blob.id, retention_until)
-        async with self._database.transaction() as connection:
-            completed = await self._mark_complete(connection, blob, principal, view, now, retention_until)
-            allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
-            await connection.execute(insert(blob_recipients), [
-                {"blob_id": blob.id, "device_id": device_id, "tenant_id": blob.tenant_id, "added_at": now,
-                 "purged_at": None if device_id in allowed else now,
-                 "purge_reason": None if device_id in allowed else PurgeReason.DEVICE_REVOKED.value}
-                for device_id in wanted
-            ])
-            await self._audit.record(
-                connection, AuditAction.BLOB_UPLOADED, tenant_id=blob.tenant_id, actor=principal.actor,
-                object_type="blob", object_id=blob.id,
-                details={"envelope_id": view.envelope_id, "length": blob.length, "recipients": len(wanted)},
-            )
-            await self._gate.completed(connection, principal, blob.id)
+        moving: asyncio.Task[None] | None = None
+        try:
+            async with self._database.transaction() as connection:
+                retention_until = now + await self._retention.window(connection, blob.tenant_id)
+                moving = asyncio.create_task(self._spool.set_expiry(blob.id, retention_until))
+                completed = await self._mark_complete(connection, blob, principal, view, now, retention_until)
+                allowed = await addressable_devices(connection, principal, wanted, blob.conversation_id)
+                await connection.execute(insert(blob_recipients), [
+                    {"blob_id": blob.id, "device_id": device_id, "tenant_id": blob.tenant_id, "added_at": now,
+                     "purged_at": None if device_id in allowed else now,
+                     "purge_reason": None if device_id in allowed else PurgeReason.DEVICE_REVOKED.value}
+                    for device_id in wanted
+                ])
+                await self._audit.record(
+                    connection, AuditAction.BLOB_UPLOADED, tenant_id=blob.tenant_id, actor=principal.actor,
+                    object_type="blob", object_id=blob.id,
+                    details={"envelope_id": view.envelope_id, "length": blob.length, "recipients": len(wanted)},
+                )
+                await self._gate.completed(connection, principal, blob.id)
+                await asyncio.shield(moving)
+        except BaseException:
+            if moving is not None:
+                await asyncio.wait([moving])
+            raise
         await self._gate.after_completed(principal)
         waiting = [device_id for device_id in wanted if device_id in allowed]
         if waiting:
