@@ -26,6 +26,7 @@ from relay.portal import page_routes as portal_page_routes
 from relay.portal import routes as invitation_routes
 from relay.runtime import Runtime
 from relay.runtime_key import RUNTIME
+from relay.storage.database import WAL_CHECKPOINT_SECONDS
 
 READ_BUFFER = 1 << 20
 """Bytes a connection may buffer before aiohttp pauses reading it: large enough that an upload
@@ -73,6 +74,7 @@ def build_app(runtime: Runtime) -> web.Application:
             every(settings.blob_sweep_interval, runtime.camera.sweeper.sweep, "the blob sweep"),
             every(settings.message_sweep_interval, runtime.messaging.sweep, "the message sweep"),
             every(settings.message_sweep_interval, runtime.portal.lifecycle.sweep, "the invitation sweep"),
+            every(WAL_CHECKPOINT_SECONDS, runtime.database.checkpoint, "the WAL checkpoint"),
         ):
             yield
 

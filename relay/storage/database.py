@@ -17,6 +17,7 @@ from relay.errors import SettingsError
 
 IMMEDIATE = "relay_sqlite_immediate"
 AFTER_COMMIT = "relay_after_commit"
+WAL_CHECKPOINT_SECONDS = 1.0
 log = logging.getLogger(__name__)
 SUPPORTED_DRIVERS = {"sqlite+aiosqlite": "aiosqlite", "postgresql+asyncpg": "asyncpg"}
 
@@ -28,6 +29,12 @@ class Database:
     read-then-write (the audit chain head) never works on a stale snapshot even when a CLI
     command writes beside a running server, and an in-process lock queues this process's
     writers without spinning on SQLITE_BUSY. PostgreSQL relies on row locks instead.
+
+    SQLite's commits never checkpoint the write-ahead log themselves (``wal_autocheckpoint=0``):
+    left to them, the commit that crossed 1,000 pages copied them into the database file and
+    fsynced it while every other writer waited. ``checkpoint()`` does it beside the writers
+    instead; the server runs it every WAL_CHECKPOINT_SECONDS, and SQLite checkpoints when the
+    last connection closes.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -67,6 +74,16 @@ class Database:
     def after_commit(connection: AsyncConnection, callback: Callable[[], Awaitable[object]]) -> None:
         """Run ``callback`` once the transaction ``connection`` belongs to has committed."""
         connection.info.setdefault(AFTER_COMMIT, []).append(callback)
+
+    async def checkpoint(self) -> None:
+        """Copy what SQLite's write-ahead log holds into the database file (PASSIVE: writers
+        and readers go on meanwhile); nothing to do on PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -109,6 +126,7 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 
