@@ -13,20 +13,21 @@ from relay.storage.tables import conversation_members, conversations, devices, u
 
 
 async def load_conversation(connection: AsyncConnection, tenant_id: str, conversation_id: str) -> Conversation:
-    """The conversation with its current members; another tenant's is simply not found."""
-    row = (await connection.execute(select(conversations).where(
-        conversations.c.id == conversation_id, conversations.c.tenant_id == tenant_id,
-    ))).first()
-    if row is None:
-        raise ConversationNotFound("no such conversation")
-    members = (await connection.execute(
-        select(conversation_members.c.user_id, conversation_members.c.joined_at)
-        .where(conversation_members.c.conversation_id == conversation_id, conversation_members.c.left_at.is_(None))
+    """The conversation with its current members, in one statement; another tenant's is simply
+    not found."""
+    rows = (await connection.execute(
+        select(conversations, conversation_members.c.user_id, conversation_members.c.joined_at)
+        .outerjoin(conversation_members, and_(conversation_members.c.conversation_id == conversations.c.id,
+                                              conversation_members.c.left_at.is_(None)))
+        .where(conversations.c.id == conversation_id, conversations.c.tenant_id == tenant_id)
         .order_by(conversation_members.c.joined_at, conversation_members.c.user_id)
     )).all()
+    if not rows:
+        raise ConversationNotFound("no such conversation")
+    row = rows[0]
     return Conversation(
         row.id, row.tenant_id, ConversationKind(row.kind), row.created_by, row.created_at, row.lifespan_seconds,
-        tuple(Member(member.user_id, member.joined_at) for member in members),
+        tuple(Member(member.user_id, member.joined_at) for member in rows if member.user_id is not None),
     )
 
 
