@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -52,6 +52,15 @@ CLOSED_CONSULT_STATES = ("resolved", "cancelled")
 EXPIRY_BATCH = 200
 COPIES_PER_STATEMENT = 2000
 """(tenant, device, message) triples per acknowledging UPDATE: 6000 bound values, within SQLite's limit."""
+ACKNOWLEDGE_COPIES = (
+    update(message_copies)
+    .where(tuple_(message_copies.c.tenant_id, message_copies.c.device_id, message_copies.c.message_id)
+           .in_(bindparam("copies", expanding=True)), message_copies.c.acknowledged_at.is_(None))
+    .values(acknowledged_at=bindparam("now"))
+    .returning(message_copies.c.device_id, message_copies.c.message_id)
+)
+"""Built once: the copies are one expanding parameter, so a batch of acknowledgements costs no
+expression building per copy."""
 
 
 @dataclass(frozen=True)
@@ -209,15 +218,11 @@ class MessageService:
         newly: set[tuple[str, str]] = set()
         copies = list(dict.fromkeys((ack.principal.tenant_id, ack.principal.device_id, message_id)
                                     for ack in batch for message_id in ack.message_ids))
-        key = tuple_(message_copies.c.tenant_id, message_copies.c.device_id, message_copies.c.message_id)
         async with self._database.transaction() as connection:
             for start in range(0, len(copies), COPIES_PER_STATEMENT):
-                rows = await connection.execute(
-                    update(message_copies)
-                    .where(key.in_(copies[start:start + COPIES_PER_STATEMENT]),
-                           message_copies.c.acknowledged_at.is_(None))
-                    .values(acknowledged_at=now).returning(message_copies.c.device_id, message_copies.c.message_id)
-                )
+                rows = await connection.execute(ACKNOWLEDGE_COPIES, {
+                    "copies": copies[start:start + COPIES_PER_STATEMENT], "now": now,
+                })
                 newly.update((row.device_id, row.message_id) for row in rows)
             acknowledged = {message_id for _, message_id in newly}
             await self._queue.purge_settled(connection, acknowledged, MessagePurgeReason.DELIVERED)
