@@ -13,8 +13,8 @@ each offered rate, and each send→`message.new` is timed at every recipient dev
 (`message.ack`). Once every device is connected, this process freezes what it holds out of its
 garbage collector's reach, so its own collection pauses land in neither server's figures. Idle memory
 is the server's RSS with every device connected and idle, minus its RSS before, divided by the number
-of connections. Targets: relay p99 <= 1.5x the bare forwarder's,
-<= 100 KiB per idle connection. With --scaleout the database relay_bench is emptied first.
+of connections. Targets: relay p99 <= 1.5x the bare forwarder's, <= 100 KiB per idle connection.
+With --scaleout the database relay_bench is emptied first.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ was spared.
 
 from __future__ import annotations
 
-import gc
 import sys
 from datetime import UTC, datetime, timedelta
 from itertools import count
@@ -21,7 +20,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from relay.cli.serve import GC_THRESHOLDS
+from relay.collector import tune_collector
 
 MAX_PACKET = 4 * 262144
 
@@ -59,13 +58,11 @@ def forwarder_app() -> web.Application:
     async def ack(sid: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "result": {"acknowledged": data["message_ids"]}}
 
-    async def tune_collector(_: web.Application) -> None:
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+    async def tuned(_: web.Application) -> None:
+        tune_collector()
 
     app = web.Application()
-    app.on_startup.append(tune_collector)
+    app.on_startup.append(tuned)
     server.attach(app, socketio_path="socket.io")
     app.router.add_get("/healthz", lambda request: web.Response(text="ok"))
     return app

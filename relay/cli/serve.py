@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import signal
 from typing import Any
@@ -14,15 +13,10 @@ from aiohttp import web
 from relay.app import build_app
 from relay.cli.options import settings_from
 from relay.clock import SystemClock
+from relay.collector import tune_collector
 from relay.http.tls import server_context
 from relay.runtime import open_runtime
 from relay.settings import Settings
-
-GC_THRESHOLDS = (50_000, 20, 10)
-"""Young collections every 50,000 allocations instead of 700: a request's or a message's
-short-lived objects die before a collection sees them, so few are promoted, and the full
-collections, which walk every open socket's objects and stall every delivery meanwhile, become
-rare."""
 
 log = logging.getLogger("relay")
 
@@ -51,11 +45,7 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
         await site.start()
-        # What start-up built lives as long as the process: moved out of the collector's reach,
-        # full collections no longer walk it (their pauses made the chat benchmark's p99 tail).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_collector()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
