@@ -7,8 +7,10 @@ Layout under the spool directory (0700), sharded by the id's first two hex digit
 
 The deadline file is written before the object's file is created and removed after it is
 deleted, so an object's bytes never exist without a deadline that ``sweep`` honours; a
-deadline file that cannot be read counts as expired. Every blocking call runs in a worker
-thread. Each append piece (check the size, write), deadline change and delete holds an
+deadline file that cannot be read counts as expired. A deadline is written to ``.pending`` and
+renamed into place; ``sweep`` leaves a ``.pending`` file to the writer still renaming it, and
+removes it once it is older than PENDING_GRACE_SECONDS (its writer crashed). Every blocking
+call runs in a worker thread. Each append piece (check the size, write), deadline change and delete holds an
 exclusive ``flock`` on the object's file, so writers in any thread or process are serialised;
 appends fsync before they return. One process owning the directory is the supported setup.
 """
@@ -21,6 +23,7 @@ import fcntl
 import io
 import os
 import re
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +43,7 @@ DEFAULT_CHUNK_SIZE = 1024 * 1024
 SHARD = re.compile(r"[0-9a-f]{2}")
 DEADLINE_SUFFIX = ".deadline"
 PENDING_SUFFIX = ".pending"
+PENDING_GRACE_SECONDS = 60.0
 
 
 class FilesystemSpool(Spool):
@@ -99,6 +103,7 @@ class FilesystemSpool(Spool):
         for object_id in sorted(await asyncio.to_thread(self._stored_ids)):
             if await asyncio.to_thread(self._paths(object_id).remove, now):
                 removed.append(object_id)
+        await asyncio.to_thread(self._remove_abandoned_pending)
         return removed
 
     def _paths(self, object_id: str) -> _ObjectFiles:
@@ -106,15 +111,28 @@ class FilesystemSpool(Spool):
         return _ObjectFiles(self._directory / object_id[:2], object_id)
 
     def _stored_ids(self) -> set[str]:
-        ids = set()
+        """The objects whose bytes or deadline exist; a lone ``.pending`` file is a deadline
+        still being written, not an object."""
+        return {object_id for object_id, entry in self._entries() if not entry.name.endswith(PENDING_SUFFIX)}
+
+    def _remove_abandoned_pending(self) -> None:
+        """Pending deadline files no writer will rename any more; they hold a time, never ciphertext."""
+        abandoned_before = time.time() - PENDING_GRACE_SECONDS
+        for _, entry in self._entries():
+            if entry.name.endswith(PENDING_SUFFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < abandoned_before:
+                        entry.unlink()
+
+    def _entries(self) -> Iterator[tuple[str, Path]]:
+        """Every file in the shards named for an object, with that object's id."""
         for shard in self._directory.iterdir():
             if SHARD.fullmatch(shard.name) is None or not shard.is_dir():
                 continue
             for entry in shard.iterdir():
                 object_id = entry.name.split(".", 1)[0]
                 if OBJECT_ID.fullmatch(object_id) and object_id.startswith(shard.name):
-                    ids.add(object_id)
-        return ids
+                    yield object_id, entry
 
 
 class _ObjectFiles:
