@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from relay.errors import SettingsError
+from relay.storage.sqlite_driver import one_trip_aiosqlite
 
 IMMEDIATE = "relay_sqlite_immediate"
 AFTER_COMMIT = "relay_after_commit"
@@ -104,7 +105,7 @@ def create_engine(url: str) -> AsyncEngine:
         raise SettingsError(f"RELAY_DATABASE_URL: unsupported driver {parsed.drivername!r}; use {supported}")
     try:
         if parsed.drivername.startswith("sqlite"):
-            engine = create_async_engine(parsed, connect_args={"timeout": 30})
+            engine = create_async_engine(parsed, connect_args={"timeout": 30}, module=one_trip_aiosqlite())
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return engine
@@ -136,7 +137,7 @@ async def open_database(url: str) -> Database:
     database = Database(engine)
     try:
         await asyncio.wait_for(database.ping(), timeout=10)
-    except (OSError, DBAPIError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError, DBAPIError) as error:
         await engine.dispose()
         raise SettingsError(f"RELAY_DATABASE_URL: {describe_connection_error(url, error)}") from None
     return database
