@@ -64,8 +64,7 @@ class HeadService:
                                   code="recipient_not_addressable", details={"device_ids": refused})
         assert blob.retention_until is not None
         object_id = new_id()
-        await self._spool.create(object_id, expires_at=blob.retention_until)
-        await self._spool.append(object_id, 0, _once(new_head))
+        await self._spool.put(object_id, new_head, expires_at=blob.retention_until)
         try:
             updated = await self._store(principal, blob, object_id, len(new_head), added)
         except Exception:
@@ -138,6 +137,3 @@ class HeadService:
                 )
             return await load_blob(connection, blob.tenant_id, blob.id)
 
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data

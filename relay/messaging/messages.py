@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -157,8 +157,7 @@ class MessageService:
 
     async def _spool(self, outgoing: Outgoing) -> None:
         """The ciphertext into its spool object, whose deadline is the message's end."""
-        await self._queue.spool.create(outgoing.object_id, expires_at=outgoing.expires_at)
-        await self._queue.spool.append(outgoing.object_id, 0, _once(outgoing.envelope))
+        await self._queue.spool.put(outgoing.object_id, outgoing.envelope, expires_at=outgoing.expires_at)
 
     async def _record(self, connection: AsyncConnection, principal: Principal, conversation: Conversation,
                       outgoing: Outgoing) -> dict[str, str]:
@@ -375,6 +374,3 @@ async def _receipts(connection: AsyncConnection, message_ids: list[str]) -> list
                                     .where(messages.c.id.in_(message_ids)))
     return [Receipt(row.id, row.conversation_id, row.sender_user_id) for row in rows]
 
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data

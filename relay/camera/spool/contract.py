@@ -90,6 +90,14 @@ class Spool(ABC):
         SpoolObjectMissing if the object is gone or past its deadline, also midway.
         """
 
+    async def put(self, object_id: str, data: bytes, *, expires_at: datetime) -> None:
+        """Create an object holding ``data``, for the small ones a caller holds whole (a message,
+        an envelope head): ``create`` then ``append``, in one step where the implementation can.
+        As durable as ``append`` when it returns; raises what they raise.
+        """
+        await self.create(object_id, expires_at=expires_at)
+        await self.append(object_id, 0, _whole(data))
+
     @abstractmethod
     async def size(self, object_id: str) -> int:
         """The object's size in bytes; SpoolObjectMissing if there is none."""
@@ -128,3 +136,7 @@ class Spool(ABC):
 
     async def close(self) -> None:
         """Release resources."""
+
+
+async def _whole(data: bytes) -> AsyncIterator[bytes]:
+    yield data

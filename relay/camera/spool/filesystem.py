@@ -60,6 +60,11 @@ class FilesystemSpool(Spool):
         paths = self._paths(object_id)
         await asyncio.to_thread(paths.create, check_deadline(expires_at))
 
+    async def put(self, object_id: str, data: bytes, *, expires_at: datetime) -> None:
+        """One trip to a worker thread: every hand-back waits its turn on a busy event loop."""
+        paths = self._paths(object_id)
+        await asyncio.to_thread(paths.create, check_deadline(expires_at), data)
+
     async def append(self, object_id: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
         paths = self._paths(object_id)
         descriptor = await asyncio.to_thread(paths.open_for_append, self._clock.now(), offset)
@@ -144,7 +149,8 @@ class _ObjectFiles:
         self.deadline = shard / (object_id + DEADLINE_SUFFIX)
         self.pending = shard / (object_id + DEADLINE_SUFFIX + PENDING_SUFFIX)
 
-    def create(self, expires_at: datetime) -> None:
+    def create(self, expires_at: datetime, data: bytes = b"") -> None:
+        """The deadline, then the object's file holding ``data`` (synced), then their names."""
         self.shard.mkdir(mode=0o700, exist_ok=True)
         self.shard.chmod(0o700)
         if self.data.exists() or self.deadline.exists():
@@ -156,6 +162,9 @@ class _ObjectFiles:
             raise SpoolObjectExists("an object with this id exists") from None
         try:
             os.fchmod(descriptor, 0o600)
+            if data:
+                _write_all(descriptor, data)
+                os.fsync(descriptor)
         finally:
             os.close(descriptor)
         _sync_directory(self.shard)
@@ -179,9 +188,7 @@ class _ObjectFiles:
         with _exclusive(descriptor):
             self._require_live(now)
             _check_position(descriptor, position)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(descriptor, view) :]
+            _write_all(descriptor, chunk)
         return position + len(chunk)
 
     def open_for_read(self, now: datetime) -> tuple[io.FileIO, int]:
@@ -275,6 +282,12 @@ def _exclusive(descriptor: int) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
 
 
 def _check_position(descriptor: int, position: int) -> None:
