@@ -174,6 +174,21 @@ async def test_creating_a_taken_id_is_refused_and_keeps_the_object(spool: Spool,
     assert await spool.size(object_id) == len(b"sealed bytes")
 
 
+async def test_put_makes_an_object_of_whole_bytes_with_its_deadline(spool: Spool, storage: Storage) -> None:
+    object_id, sealed = new_id(), os.urandom(3 * CHUNK + 7)
+    await spool.put(object_id, sealed, expires_at=storage.clock.now() + timedelta(seconds=60))
+    assert await read_all(spool, object_id) == sealed
+    assert await storage.open().size(object_id) == len(sealed)
+    with pytest.raises(SpoolObjectExists):
+        await spool.put(object_id, b"another message", expires_at=storage.clock.now() + timedelta(hours=1))
+    assert await read_all(spool, object_id) == sealed
+    storage.clock.advance(60)
+    with pytest.raises(SpoolObjectMissing):
+        await spool.size(object_id)
+    assert await spool.sweep(storage.clock.now()) == [object_id]
+    assert await storage.residue() == []
+
+
 async def test_delete_removes_every_byte(spool: Spool, storage: Storage) -> None:
     object_id = await new_object(spool, storage, os.urandom(4 * CHUNK + 1))
     kept = await new_object(spool, storage, b"another upload")
