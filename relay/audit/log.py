@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -22,6 +22,11 @@ from relay.storage.tables import audit_events, audit_head
 
 Detail = str | int | bool | None
 SYSTEM = ("system", None)
+HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+INSERT_EVENT = insert(audit_events)
+MOVE_HEAD = update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("seq"), hash=bindparam("hash"))
+INSERT_HEAD = insert(audit_head).values(id=1)
+"""Built once: nearly every write transaction appends an event."""
 
 
 class AuditLog:
@@ -44,9 +49,7 @@ class AuditLog:
         details: Mapping[str, Detail] | None = None,
     ) -> int:
         """Append one event inside ``connection``'s transaction and return its sequence number."""
-        head = (
-            await connection.execute(select(audit_head).where(audit_head.c.id == 1).with_for_update())
-        ).first()
+        head = (await connection.execute(HEAD)).first()
         seq, prev_hash = (head.seq + 1, head.hash) if head else (1, GENESIS)
         row: dict[str, Any] = {
             "seq": seq,
@@ -62,11 +65,8 @@ class AuditLog:
             "prev_hash": prev_hash,
         }
         row["hash"] = row_hash(self._key, row)
-        await connection.execute(insert(audit_events).values(**row))
-        if head:
-            await connection.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=row["hash"]))
-        else:
-            await connection.execute(insert(audit_head).values(id=1, seq=seq, hash=row["hash"]))
+        await connection.execute(INSERT_EVENT, row)
+        await connection.execute(MOVE_HEAD if head else INSERT_HEAD, {"seq": seq, "hash": row["hash"]})
         self._metrics.audit_events.labels(outcome).inc()
         return seq
 

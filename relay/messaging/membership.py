@@ -3,7 +3,7 @@ which devices a message to it must be sealed to."""
 
 from __future__ import annotations
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.auth.principal import PrincipalType, Role
@@ -11,16 +11,32 @@ from relay.messaging.errors import ConversationNotFound, NotMember
 from relay.messaging.records import Conversation, ConversationKind, Member
 from relay.storage.tables import conversation_members, conversations, devices, users
 
+CONVERSATION_WITH_MEMBERS = (
+    select(conversations, conversation_members.c.user_id, conversation_members.c.joined_at)
+    .outerjoin(conversation_members, and_(conversation_members.c.conversation_id == conversations.c.id,
+                                          conversation_members.c.left_at.is_(None)))
+    .where(conversations.c.id == bindparam("conversation_id"), conversations.c.tenant_id == bindparam("tenant_id"))
+    .order_by(conversation_members.c.joined_at, conversation_members.c.user_id)
+)
+MEMBER_DEVICES = (
+    select(devices.c.id, devices.c.owner_id)
+    .join(users, and_(users.c.id == devices.c.owner_id, users.c.tenant_id == devices.c.tenant_id))
+    .where(
+        devices.c.tenant_id == bindparam("tenant_id"),
+        devices.c.owner_type == PrincipalType.USER.value,
+        devices.c.owner_id.in_(bindparam("member_ids", expanding=True)),
+        devices.c.revoked_at.is_(None),
+        users.c.disabled.is_(False),
+    )
+)
+"""Both built once: every message sent runs them, and building them cost more than running them."""
+
 
 async def load_conversation(connection: AsyncConnection, tenant_id: str, conversation_id: str) -> Conversation:
     """The conversation with its current members, in one statement; another tenant's is simply
     not found."""
     rows = (await connection.execute(
-        select(conversations, conversation_members.c.user_id, conversation_members.c.joined_at)
-        .outerjoin(conversation_members, and_(conversation_members.c.conversation_id == conversations.c.id,
-                                              conversation_members.c.left_at.is_(None)))
-        .where(conversations.c.id == conversation_id, conversations.c.tenant_id == tenant_id)
-        .order_by(conversation_members.c.joined_at, conversation_members.c.user_id)
+        CONVERSATION_WITH_MEMBERS, {"conversation_id": conversation_id, "tenant_id": tenant_id}
     )).all()
     if not rows:
         raise ConversationNotFound("no such conversation")
@@ -46,17 +62,9 @@ async def member_devices(connection: AsyncConnection, conversation: Conversation
     if not conversation.members:
         return {}
     rows = await connection.execute(
-        select(devices.c.id, devices.c.owner_id)
-        .join(users, and_(users.c.id == devices.c.owner_id, users.c.tenant_id == devices.c.tenant_id))
-        .where(
-            devices.c.tenant_id == conversation.tenant_id,
-            devices.c.owner_type == PrincipalType.USER.value,
-            devices.c.owner_id.in_(conversation.member_ids),
-            devices.c.revoked_at.is_(None),
-            users.c.disabled.is_(False),
-        )
+        MEMBER_DEVICES, {"tenant_id": conversation.tenant_id, "member_ids": list(conversation.member_ids)}
     )
-    return {row.id: row.owner_id for row in rows}
+    return dict(rows.tuples().all())
 
 
 async def colleagues(connection: AsyncConnection, tenant_id: str, user_ids: set[str]) -> set[str]:

@@ -61,6 +61,9 @@ ACKNOWLEDGE_COPIES = (
 )
 """Built once: the copies are one expanding parameter, so a batch of acknowledgements costs no
 expression building per copy."""
+MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
+INSERT_MESSAGE = insert(messages)
+"""Built once, like the membership statements: every send runs them."""
 
 
 @dataclass(frozen=True)
@@ -175,13 +178,13 @@ class MessageService:
         recipients = {device_id: expected[device_id] for device_id in named}
         if outgoing.blob_id is not None:
             await _require_blob_for(connection, principal, conversation, outgoing.blob_id, named)
-        await connection.execute(insert(messages).values(
-            id=outgoing.message_id, tenant_id=principal.tenant_id, conversation_id=conversation.id,
-            sender_user_id=principal.id, sender_device_id=principal.device_id,
-            envelope_sha256=outgoing.digest, envelope_length=len(outgoing.envelope),
-            object_id=outgoing.object_id, blob_id=outgoing.blob_id, sent_at=outgoing.sent_at,
-            expires_at=outgoing.expires_at,
-        ))
+        await connection.execute(INSERT_MESSAGE, {
+            "id": outgoing.message_id, "tenant_id": principal.tenant_id, "conversation_id": conversation.id,
+            "sender_user_id": principal.id, "sender_device_id": principal.device_id,
+            "envelope_sha256": outgoing.digest, "envelope_length": len(outgoing.envelope),
+            "object_id": outgoing.object_id, "blob_id": outgoing.blob_id, "sent_at": outgoing.sent_at,
+            "expires_at": outgoing.expires_at,
+        })
         await self._queue.enqueue(connection, principal.tenant_id, outgoing.message_id, recipients)
         await self._audit.record(
             connection, AuditAction.MESSAGE_SENT, tenant_id=principal.tenant_id, actor=principal.actor,
@@ -194,7 +197,7 @@ class MessageService:
 
     async def _existing(self, connection: AsyncConnection, principal: Principal, message_id: str,
                         digest: str) -> SentMessage | None:
-        row = (await connection.execute(select(messages).where(messages.c.id == message_id))).first()
+        row = (await connection.execute(MESSAGE_BY_ID, {"message_id": message_id})).first()
         if row is None:
             return None
         same = (row.tenant_id == principal.tenant_id and row.sender_device_id == principal.device_id
