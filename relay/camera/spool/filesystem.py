@@ -10,9 +10,10 @@ deleted, so an object's bytes never exist without a deadline that ``sweep`` hono
 deadline file that cannot be read counts as expired. A deadline is written to ``.pending`` and
 renamed into place; ``sweep`` leaves a ``.pending`` file to the writer still renaming it, and
 removes it once it is older than PENDING_GRACE_SECONDS (its writer crashed). Every blocking
-call runs in a worker thread. Each append piece (check the size, write), deadline change and delete holds an
-exclusive ``flock`` on the object's file, so writers in any thread or process are serialised;
-appends fsync before they return. One process owning the directory is the supported setup.
+call runs in a worker thread. Each append piece (check the size, write), deadline change and
+delete holds an exclusive ``flock`` on the object's file, so writers in any thread or process
+are serialised; creates and appends fsync before they return. One process owning the
+directory is the supported setup.
 """
 
 from __future__ import annotations
