@@ -64,7 +64,7 @@ async def member_devices(connection: AsyncConnection, conversation: Conversation
     rows = await connection.execute(
         MEMBER_DEVICES, {"tenant_id": conversation.tenant_id, "member_ids": list(conversation.member_ids)}
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 async def colleagues(connection: AsyncConnection, tenant_id: str, user_ids: set[str]) -> set[str]:
