@@ -453,29 +453,32 @@ async def test_an_unreadable_deadline_counts_as_expired(storage: Storage) -> Non
     assert await storage.residue() == []
 
 
-@pytest.mark.parametrize("storage", ["filesystem"], indirect=True)
-async def test_a_sweep_during_a_create_leaves_the_deadline_being_written(storage: Storage) -> None:
-    spool = storage.open()
+def pending_deadline(storage: Storage) -> Path:
+    """A new object's deadline as a create leaves it before its rename: ``ID.deadline.pending``."""
     object_id = new_id()
     shard = storage.directory / object_id[:2]
     shard.mkdir(mode=0o700)
-    writing = shard / f"{object_id}.deadline.pending"
-    writing.write_text((storage.clock.now() + timedelta(hours=1)).isoformat() + "\n")
+    pending = shard / f"{object_id}.deadline.pending"
+    pending.write_text((storage.clock.now() + timedelta(hours=1)).isoformat() + "\n")
+    return pending
+
+
+@pytest.mark.parametrize("storage", ["filesystem"], indirect=True)
+async def test_a_sweep_during_a_create_leaves_the_deadline_being_written(storage: Storage) -> None:
+    spool = storage.open()
+    writing = pending_deadline(storage)
     assert await spool.sweep(storage.clock.now()) == []
     assert writing.exists()
-    writing.replace(shard / f"{object_id}.deadline")
-    (shard / object_id).write_bytes(b"ciphertext")
+    object_id = writing.name.split(".", 1)[0]
+    writing.replace(writing.with_name(f"{object_id}.deadline"))
+    writing.with_name(object_id).write_bytes(b"ciphertext")
     assert await spool.size(object_id) == len(b"ciphertext")
 
 
 @pytest.mark.parametrize("storage", ["filesystem"], indirect=True)
 async def test_a_sweep_removes_a_deadline_a_crashed_writer_left_pending(storage: Storage) -> None:
     spool = storage.open()
-    object_id = new_id()
-    shard = storage.directory / object_id[:2]
-    shard.mkdir(mode=0o700)
-    abandoned = shard / f"{object_id}.deadline.pending"
-    abandoned.write_text((storage.clock.now() + timedelta(hours=1)).isoformat() + "\n")
+    abandoned = pending_deadline(storage)
     an_hour_ago = abandoned.stat().st_mtime - 3600
     os.utime(abandoned, (an_hour_ago, an_hour_ago))
     assert await spool.sweep(storage.clock.now()) == []
