@@ -1,8 +1,11 @@
-"""The embedded database's driver runs each statement in one trip to SQLite's thread; what the
-code above it reads back (rows, counts, generated keys, errors) is what stock aiosqlite gives."""
+"""The embedded database's driver runs statements on the event loop's thread and waits for
+SQLite's write lock on aiosqlite's; what the code above it reads back (rows, counts, generated
+keys, errors) is what stock aiosqlite gives."""
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -63,3 +66,48 @@ async def test_large_results_stream_through_a_server_side_cursor(database: Datab
         counted = (await connection.execute(select(func.count()).select_from(notes))).scalar_one()
     assert streamed == list(range(1, 5001))
     assert counted == 5000
+
+
+
+
+async def test_a_checkpoint_leaves_its_connection_ready_for_the_next_writer(database: Database, tmp_path: Path) -> None:
+    """Used one at a time, the pool hands the checkpoint's connection on; after another process
+    (a CLI command) committed, a transaction on it must not find it pinned to an old snapshot."""
+    async with database.transaction() as connection:
+        await connection.execute(insert(notes).values(body="before"))
+    await database.checkpoint()
+    async with database.read() as connection:
+        await connection.execute(select(notes.c.body))
+    _write_from_another_process(tmp_path / "driver.db", "from the CLI")
+    async with database.transaction() as connection:
+        await connection.execute(insert(notes).values(body="from the server"))
+    async with database.read() as connection:
+        assert set((await connection.execute(select(notes.c.body))).scalars()) == {
+            "before", "from the CLI", "from the server"}
+
+
+async def test_waiting_for_another_process_to_commit_leaves_the_event_loop_free(
+        database: Database, tmp_path: Path) -> None:
+    other_process = sqlite3.connect(tmp_path / "driver.db", isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")
+    other_process.execute("INSERT INTO notes (body) VALUES ('from the CLI')")
+
+    async def write() -> None:
+        async with database.transaction() as connection:
+            await connection.execute(insert(notes).values(body="from the server"))
+
+    writing = asyncio.create_task(write())
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert not writing.done(), "the server's write should still wait for the other process"
+    other_process.commit()
+    other_process.close()
+    await asyncio.wait_for(writing, timeout=10)
+    async with database.read() as connection:
+        assert set((await connection.execute(select(notes.c.body))).scalars()) == {"from the CLI", "from the server"}
+
+
+def _write_from_another_process(path: Path, body: str) -> None:
+    other_process = sqlite3.connect(path, isolation_level=None)
+    other_process.execute("INSERT INTO notes (body) VALUES (?)", (body,))
+    other_process.close()

@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from relay.errors import SettingsError
-from relay.storage.sqlite_driver import one_trip_aiosqlite
+from relay.storage.sqlite_driver import inline_aiosqlite
 
 IMMEDIATE = "relay_sqlite_immediate"
 AFTER_COMMIT = "relay_after_commit"
@@ -78,13 +78,15 @@ class Database:
 
     async def checkpoint(self) -> None:
         """Copy what SQLite's write-ahead log holds into the database file (PASSIVE: writers
-        and readers go on meanwhile); nothing to do on PostgreSQL."""
+        and readers go on meanwhile); nothing to do on PostgreSQL. The statement is closed at
+        once: left open, it would pin its connection to the snapshot it read."""
         if not self.is_sqlite:
             return
         async with self.engine.connect() as connection:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None
-            await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            checkpointing = await driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await checkpointing.close()
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -105,7 +107,7 @@ def create_engine(url: str) -> AsyncEngine:
         raise SettingsError(f"RELAY_DATABASE_URL: unsupported driver {parsed.drivername!r}; use {supported}")
     try:
         if parsed.drivername.startswith("sqlite"):
-            engine = create_async_engine(parsed, connect_args={"timeout": 30}, module=one_trip_aiosqlite())
+            engine = create_async_engine(parsed, connect_args={"timeout": 30}, module=inline_aiosqlite())
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return engine
