@@ -1,6 +1,6 @@
 """The embedded database's driver runs statements on the event loop's thread and waits for
-SQLite's write lock on aiosqlite's; what the code above it reads back (rows, counts, generated
-keys, errors) is what stock aiosqlite gives."""
+SQLite's write lock, while another process holds it, on aiosqlite's; what the code above it
+reads back (rows, counts, generated keys, errors) is what stock aiosqlite gives."""
 
 from __future__ import annotations
 
@@ -84,6 +84,16 @@ async def test_a_checkpoint_leaves_its_connection_ready_for_the_next_writer(data
     async with database.read() as connection:
         assert set((await connection.execute(select(notes.c.body))).scalars()) == {
             "before", "from the CLI", "from the server"}
+
+
+async def test_a_write_with_the_lock_free_does_not_queue_behind_the_event_loops_other_work(
+        database: Database) -> None:
+    happened: list[str] = []
+    asyncio.get_running_loop().call_soon(happened.append, "other work")
+    async with database.transaction() as connection:
+        await connection.execute(insert(notes).values(body="written"))
+        happened.append("written")
+    assert happened[0] == "written"
 
 
 async def test_waiting_for_another_process_to_commit_leaves_the_event_loop_free(

@@ -10,8 +10,9 @@ statement has nothing to wait for. A commit appends to the log and does not fsyn
 never waits for a writer. Pages come from the operating system's cache, or from disk when cold.
 The one exception is BEGIN IMMEDIATE, which waits for the write lock while another process (a
 CLI command) holds it. So this cursor runs statements, commits and rollbacks where the caller
-runs, and sends only lock-taking BEGINs to aiosqlite's thread, where the busy wait blocks
-nothing else. Checkpoints and server-side cursors (streamed results) stay on that thread too.
+runs. A lock-taking BEGIN is tried there too, without waiting (a zero busy timeout for that
+one statement); only when another process holds the lock does it go to aiosqlite's thread,
+where the busy wait blocks nothing else. Checkpoints and server-side cursors (streamed results) stay on that thread too.
 
 The engine gets it as its DBAPI module (``create_async_engine(..., module=inline_aiosqlite())``),
 SQLAlchemy's documented way to substitute a dialect's driver module. Both threads use each
@@ -55,6 +56,21 @@ def _run(connection: sqlite3.Connection, operation: str, parameters: Any, many: 
         cursor.close()
 
 
+def _begin_at_once(connection: sqlite3.Connection, operation: str, parameters: Any) -> Outcome | None:
+    """Run a lock-taking BEGIN if the write lock is free; None, without waiting, when another
+    process holds it. The connection's busy timeout is restored either way."""
+    patience = _run(connection, "PRAGMA busy_timeout", None, False)[1][0][0]
+    _run(connection, "PRAGMA busy_timeout = 0", None, False)
+    try:
+        return _run(connection, operation, parameters, False)
+    except sqlite3.OperationalError as error:
+        if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+            return None
+        raise
+    finally:
+        _run(connection, f"PRAGMA busy_timeout = {int(patience)}", None, False)
+
+
 class InlineCursor(AsyncAdapt_aiosqlite_cursor):
     __slots__ = ("_description", "_lastrowid", "_rowcount")
 
@@ -93,12 +109,13 @@ class InlineCursor(AsyncAdapt_aiosqlite_cursor):
 
     async def _statement(self, operation: str, parameters: Any, *, many: bool) -> None:
         """Awaited through SQLAlchemy's greenlet like any async driver call, but it only suspends
-        for a lock-taking BEGIN."""
+        for a lock-taking BEGIN while another process writes."""
         driver = cast(aiosqlite.Connection, self._connection)
-        if operation.startswith(LOCK_TAKING):
-            outcome: Outcome = await driver._execute(_run, driver._conn, operation, parameters, many)
-        else:
+        outcome: Outcome | None
+        if not operation.startswith(LOCK_TAKING):
             outcome = _run(driver._conn, operation, parameters, many)
+        elif (outcome := _begin_at_once(driver._conn, operation, parameters)) is None:
+            outcome = await driver._execute(_run, driver._conn, operation, parameters, many)
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
