@@ -1,7 +1,7 @@
 """End-to-end encrypted chat over socket.io: the relay against a bare python-socketio forwarder, in one run.
 
     .venv/bin/python -m bench.chat [--users 100] [--devices-per-user 10] [--group 10]
-                                   [--messages 60] [--rates 1,5] [--scaleout]
+                                   [--messages 60] [--rates 1,5] [--rounds 3] [--scaleout]
 
 Both servers run as their own processes on 127.0.0.1. The relay is `relay serve` on its embedded
 defaults (or, with --scaleout, on PostgreSQL and Redis); its users, devices, device-bound sessions and
@@ -10,7 +10,9 @@ Every device holds one websocket to each server in turn, driven by the same ligh
 (bench/chat_socket.py) from this process. Envelopes are sealed to every other device of the
 conversation before the clock starts; after a short warm-up, a fixed number of messages is sent at
 each offered rate, and each send→`message.new` is timed at every recipient device, which acknowledges
-(`message.ack`). Once every device is connected, this process freezes what it holds out of its
+(`message.ack`). The two servers are measured in turn, several rounds each, and the percentiles
+are taken over every delivery of every round: a message's deliveries arrive together, so one
+round's p99 is decided by its slowest one or two messages, which is noise on either server. Once every device is connected, this process freezes what it holds out of its
 garbage collector's reach, so its own collection pauses land in neither server's figures. Idle memory
 is the server's RSS with every device connected and idle, minus its RSS before, divided by the number
 of connections. Targets: relay p99 <= 1.5x the bare forwarder's, <= 100 KiB per idle connection.
@@ -70,6 +72,16 @@ class Measurement:
     phases: list[Phase]
 
 
+def pooled(rounds: list[Measurement]) -> Measurement:
+    """The rounds as one: the first round's connection figures (later rounds reconnect to a server
+    whose memory already grew once), each rate's deliveries and CPU time over every round."""
+    phases = [Phase(LoadResult.pooled([phase.load for phase in same_rate]),
+                    sum(phase.server_cpu_seconds for phase in same_rate),
+                    sum(phase.client_cpu_seconds for phase in same_rate))
+              for same_rate in zip(*(measurement.phases for measurement in rounds), strict=True)]
+    return Measurement(rounds[0].idle_kib_per_connection, rounds[0].connect_seconds, phases)
+
+
 def sender_step(devices: int, start: int) -> int:
     """A step through a conversation's devices that visits each one, hopping between users."""
     step = start
@@ -127,6 +139,14 @@ async def measure(http: aiohttp.ClientSession, server: Server, endpoints: list[E
 def row(name: str, bare: float, relay: float, unit: str, digits: int = 1, ratio: bool = True) -> None:
     ratio_text = f"{relay / bare:>6.2f}x" if ratio and bare else "      -"
     print(f"  {name:<32} {bare:>12.{digits}f} {relay:>12.{digits}f} {ratio_text}  {unit}")
+
+
+def report_rounds(rates: list[float], bare: list[Measurement], relay: list[Measurement]) -> None:
+    for number, rate in enumerate(rates):
+        for name, rounds in (("bare", bare), ("relay", relay)):
+            figures = "  ".join(f"{phase.load.p50 * 1000:.1f}/{phase.load.p99 * 1000:.1f}"
+                                for phase in (measurement.phases[number] for measurement in rounds))
+            print(f"  round by round at {rate:g} messages/s, {name:>5} p50/p99 ms: {figures}")
 
 
 def report(rates: list[float], bare: Measurement, relay: Measurement) -> None:
@@ -189,9 +209,14 @@ async def run(args: argparse.Namespace) -> None:
               f"{min(sizes)}-{max(sizes)} bytes, {sum(m.recipients for m in messages)} deliveries per rate", flush=True)
         timeout = aiohttp.ClientTimeout(total=None, connect=30)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as http:
-            bare = await measure(http, forwarder, bare_endpoints, warmup, messages, args)
-            measured = await measure(http, relay, relay_endpoints, warmup, messages, args)
-        report(args.rates, bare, measured)
+            bare: list[Measurement] = []
+            measured: list[Measurement] = []
+            for _ in range(args.rounds):
+                bare.append(await measure(http, forwarder, bare_endpoints, warmup, messages, args))
+                measured.append(await measure(http, relay, relay_endpoints, warmup, messages, args))
+        report_rounds(args.rates, bare, measured)
+        print(f"every round pooled ({args.rounds} x {len(messages)} messages per rate and server):")
+        report(args.rates, pooled(bare), pooled(measured))
     except Exception:
         for server in servers:
             print(f"--- {server.log.name} (last lines)\n{server.log_tail()}")
@@ -212,6 +237,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="messages sent first, not timed")
     parser.add_argument("--rates", type=lambda text: [float(rate) for rate in text.split(",")], default=[1.0, 5.0],
                         help="offered messages per second, one timed run each")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times each server is measured, in turn; percentiles pool every round's deliveries")
     parser.add_argument("--plaintext", type=int, default=512, help="bytes of each message's plaintext")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="seconds to wait for the last deliveries after the last send")
@@ -219,6 +246,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.users % args.group:
         parser.error("--users must be a multiple of --group")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     asyncio.run(run(args))
 
 

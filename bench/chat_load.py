@@ -54,6 +54,16 @@ class LoadResult:
     def delivered(self) -> int:
         return len(self.latencies)
 
+    @classmethod
+    def pooled(cls, results: list[LoadResult]) -> LoadResult:
+        """Several runs of the same load as one: every delivery, every error, their summed time."""
+        return cls([latency for result in results for latency in result.latencies],
+                   sum(result.messages for result in results), sum(result.expected for result in results),
+                   [error for result in results for error in result.send_errors],
+                   [error for result in results for error in result.ack_errors],
+                   sum(result.unanswered_acks for result in results), sum(result.send_seconds for result in results),
+                   sum(result.wall for result in results))
+
     def percentile(self, share: float) -> float:
         """Seconds, or NaN when nothing was delivered."""
         ordered = sorted(self.latencies)
