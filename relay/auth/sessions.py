@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, insert, select, update
+from sqlalchemy import Row, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -22,6 +22,16 @@ from relay.storage.database import Database
 from relay.storage.tables import integrations, sessions, users
 
 TOUCH_EVERY = timedelta(seconds=15)
+SESSIONS_BY_DIGEST = (
+    select(sessions, users.c.role, users.c.disabled.label("user_disabled"),
+           integrations.c.disabled.label("integration_disabled"))
+    .outerjoin(users, and_(sessions.c.principal_type == PrincipalType.USER.value,
+                           users.c.id == sessions.c.principal_id))
+    .outerjoin(integrations, and_(sessions.c.principal_type == PrincipalType.INTEGRATION.value,
+                                  integrations.c.id == sessions.c.principal_id))
+    .where(sessions.c.token_hash.in_(bindparam("digests", expanding=True)))
+)
+"""Built once: every request and every socket event's periodic re-check runs it."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +110,7 @@ class SessionService:
         now = self._clock.now()
         async with self._database.read() as connection:
             found = {row.token_hash: row for row in await connection.execute(
-                select(sessions, users.c.role, users.c.disabled.label("user_disabled"),
-                       integrations.c.disabled.label("integration_disabled"))
-                .outerjoin(users, and_(sessions.c.principal_type == PrincipalType.USER.value,
-                                       users.c.id == sessions.c.principal_id))
-                .outerjoin(integrations, and_(sessions.c.principal_type == PrincipalType.INTEGRATION.value,
-                                              integrations.c.id == sessions.c.principal_id))
-                .where(sessions.c.token_hash.in_(set(digests)))
+                SESSIONS_BY_DIGEST, {"digests": list(set(digests))}
             )}
         stale = [row.id for row in found.values()
                  if row.ended_at is None and self._expiry(row, now) is None and now - row.last_seen_at >= TOUCH_EVERY]
