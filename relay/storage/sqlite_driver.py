@@ -12,7 +12,8 @@ The one exception is BEGIN IMMEDIATE, which waits for the write lock while anoth
 CLI command) holds it. So this cursor runs statements, commits and rollbacks where the caller
 runs. A lock-taking BEGIN is tried there too, without waiting (a zero busy timeout for that
 one statement); only when another process holds the lock does it go to aiosqlite's thread,
-where the busy wait blocks nothing else. Checkpoints and server-side cursors (streamed results) stay on that thread too.
+where the busy wait blocks nothing else. Checkpoints and server-side cursors (streamed
+results) stay on that thread too.
 
 The engine gets it as its DBAPI module (``create_async_engine(..., module=inline_aiosqlite())``),
 SQLAlchemy's documented way to substitute a dialect's driver module. Both threads use each
