@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -20,10 +22,43 @@ from tests.support.clock import ManualClock
 PASSWORD = "a long enough passphrase"
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as a connection's local port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _ports() -> Iterator[int]:
+    """Ports below the ephemeral range, in random order, each once before any comes again.
+
+    A port the kernel picks for a probe socket is ephemeral: between the probe closing and the
+    server binding it, any outgoing connection (to PostgreSQL, Redis, a test's own client) may
+    take it as its local port. Ports below that range are never taken that way.
+    """
+    low = _ephemeral_low()
+    candidates = list(range(min(20000, low // 2), low))
+    while True:
+        random.shuffle(candidates)
+        yield from candidates
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+_unused_ports = _ports()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, handed out once until every other one has been."""
+    return next(port for port in _unused_ports if _bindable(port))
 
 
 @dataclass

@@ -21,15 +21,14 @@ from tests.support.harness import Relay, free_port, running_relay
 class TcpProxy:
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self.upstream = (upstream_host, upstream_port)
-        self.port = 0
+        self.port = free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Listen (again, on the same port once one was chosen) and forward every connection."""
+        """Listen (again, on the same port) and forward every connection."""
         self._server = await asyncio.start_server(self._forward, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         """Refuse new connections and cut every open one, as a crashed backend would."""
