@@ -10,6 +10,7 @@ from relay.accounts import routes as account_routes
 from relay.audit import routes as audit_routes
 from relay.auth import integration_routes
 from relay.auth import routes as auth_routes
+from relay.auth.sessions import TOUCH_EVERY
 from relay.camera import blob_routes, upload_routes
 from relay.camera.tus import install_tus_headers
 from relay.http import system_routes
@@ -75,6 +76,7 @@ def build_app(runtime: Runtime) -> web.Application:
             every(settings.message_sweep_interval, runtime.messaging.sweep, "the message sweep"),
             every(settings.message_sweep_interval, runtime.portal.lifecycle.sweep, "the invitation sweep"),
             every(WAL_CHECKPOINT_SECONDS, runtime.database.checkpoint, "the WAL checkpoint"),
+            every(TOUCH_EVERY.total_seconds(), runtime.sessions.flush_activity, "the session activity flush"),
         ):
             yield
 

@@ -125,8 +125,9 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
         metrics = Metrics()
         audit = AuditLog(database, keyring.audit_key, clock, metrics)
         sessions = SessionService(
-            database, audit, clock, idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime
+            database, audit, broker, clock, idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime
         )
+        stack.push_async_callback(sessions.flush_activity)
         accounts = AccountService(database, audit, sessions, clock)
         login = LoginService(database, sessions, audit, ephemeral, keyring, clock, metrics, settings)
         second_factor = SecondFactorService(database, audit, keyring, clock)

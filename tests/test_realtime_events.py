@@ -1,6 +1,6 @@
 """The socket.io protocol itself: every client event is documented, every mistake gets an
-error acknowledgement with a code while the socket stays up, a logged-out session stops
-working on open sockets, and a peer that stops answering heartbeats is dropped."""
+error acknowledgement with a code while the socket stays up, a session that ends closes its
+open sockets at once, socket events count as the session's activity, and a peer that stops answering heartbeats is dropped."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 import socketio
 
+from relay.auth.principal import Role
 from relay.messaging.events import CLIENT_EVENTS
-from tests.support.chat import connected, conversation, message_id, recipients, seal_text
+from tests.support.chat import connected, conversation, message_id, recipients, seal_text, until_closed
 from tests.support.devices import register_device
 from tests.support.envelopes import member
 from tests.support.harness import Relay
@@ -51,7 +52,7 @@ def test_every_server_event_is_documented() -> None:
     from relay.portal.lifecycle import INVITATION_UPDATED
 
     emitted = {BLOB_AVAILABLE, CONVERSATION_UPDATED, MESSAGE_DELETED, MESSAGE_RECEIPT, MESSAGE_NEW, "device_revoked",
-               "consult.updated", INVITATION_UPDATED}
+               "session_ended", "consult.updated", INVITATION_UPDATED}
     assert emitted <= set(documented_rows("Server → client events"))
 
 
@@ -94,21 +95,72 @@ async def test_mistakes_get_error_codes_and_the_socket_stays_up(relay: Relay) ->
         assert (await socket.call("message.send", good))["ok"], "the same socket still works"
 
 
-async def test_a_logged_out_session_stops_working_on_an_open_socket(relay: Relay) -> None:
-    alice, bob = await member(relay, "alice"), await member(relay, "bob")
-    room = await conversation(relay, alice, [bob])
-    async with connected(relay, alice.token) as socket:
+async def test_a_logout_closes_that_sessions_sockets_at_once(relay: Relay) -> None:
+    alice = await member(relay, "alice")
+    other_session = await relay.login(alice.account, device_id=alice.device.id)
+    async with connected(relay, alice.token) as socket, connected(relay, other_session) as other:
         assert (await relay.call("POST", "/api/v1/auth/logout", token=alice.token)).status == 204
-        relay.clock.advance(5)
-        envelope = await seal_text(alice.device, [bob.device.view], "after logout")
-        answer = await socket.call("message.send", {"conversation_id": room, "message_id": message_id(),
-                                                    "envelope": envelope})
-        assert answer["error"]["code"] == "invalid_token"
-        for _ in range(50):
-            if not socket.client.connected:
-                break
-            await asyncio.sleep(0.1)
-        assert not socket.client.connected
+        assert await socket.next("session_ended") == {"code": "invalid_token"}
+        await until_closed(socket)
+        assert (await other.result("queue.fetch", {}))["messages"] == [], "the device's other session goes on"
+        assert other.pending("session_ended") == []
+
+
+async def test_disabling_an_account_closes_its_sockets(relay: Relay) -> None:
+    admin = await relay.account("root", Role.ADMIN)
+    alice = await member(relay, "alice")
+    async with connected(relay, alice.token) as socket:
+        changed = await relay.call("PATCH", f"/api/v1/users/{alice.account.user_id}", token=admin.token,
+                                   json={"disabled": True})
+        assert changed.status == 200, await changed.text()
+        assert await socket.next("session_ended") == {"code": "account_disabled"}
+        await until_closed(socket)
+
+
+async def test_socket_events_keep_the_session_alive_for_every_client_of_it(relay: Relay) -> None:
+    alice = await member(relay, "alice")
+    idle = relay.runtime.settings.session_idle_timeout
+    async with connected(relay, alice.token) as socket:
+        relay.clock.advance(30)
+        assert (await socket.call("queue.fetch", {}))["ok"]
+        relay.clock.advance(idle - 5)
+        assert (await relay.call("GET", "/api/v1/me", token=alice.token)).status == 200, "the socket's event counted"
+        relay.clock.advance(idle - 5)
+        assert (await socket.call("queue.fetch", {}))["ok"], "and a REST call counts for the socket"
+        relay.clock.advance(idle + 1)
+        answer = await socket.call("queue.fetch", {})
+        assert answer["error"]["code"] == "session_expired"
+        await until_closed(socket)
+    assert (await relay.call("GET", "/api/v1/me", token=alice.token)).status == 401
+
+
+async def test_a_sockets_activity_outlives_a_restart(make_settings, clock) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.harness import running_relay
+
+    settings = make_settings()
+    async with running_relay(settings, clock) as relay:
+        alice = await member(relay, "alice")
+        async with connected(relay, alice.token) as socket:
+            relay.clock.advance(30)
+            assert (await socket.call("queue.fetch", {}))["ok"]
+    async with running_relay(settings, clock) as relay:
+        relay.clock.advance(settings.session_idle_timeout - 5)
+        assert (await relay.call("GET", "/api/v1/me", token=alice.token)).status == 200
+
+
+async def test_an_active_socket_still_ends_at_the_sessions_lifetime(relay: Relay) -> None:
+    alice = await member(relay, "alice")
+    settings = relay.runtime.settings
+    step, elapsed = settings.session_idle_timeout // 2, 0
+    async with connected(relay, alice.token) as socket:
+        while elapsed + step < settings.session_lifetime:
+            relay.clock.advance(step)
+            elapsed += step
+            assert (await socket.call("queue.fetch", {}))["ok"]
+        relay.clock.advance(settings.session_lifetime - elapsed)
+        answer = await socket.call("queue.fetch", {})
+        assert answer["error"]["code"] == "session_expired"
+        await until_closed(socket)
 
 
 async def test_a_connection_sending_too_fast_is_told_to_wait(make_settings, clock) -> None:  # type: ignore[no-untyped-def]

@@ -1,6 +1,7 @@
 """Two relay processes on different ports sharing PostgreSQL and Redis: a message sent through
 one node reaches a device connected to the other, receipts flow back, and a device that
-reconnects to the other node continues its queue where it stopped."""
+reconnects to the other node continues its queue where it stopped; a session ended through one
+node closes its socket on the other."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from relay.settings import load_settings
 from tests.support.backends import BACKENDS, POSTGRES_URL, REDIS_URL, clear_redis_namespace, reset_postgres
-from tests.support.chat import connected, conversation, send_text
+from tests.support.chat import connected, conversation, send_text, until_closed
 from tests.support.clock import ManualClock
 from tests.support.envelopes import member
 from tests.support.harness import Relay, free_port, running_relay
@@ -66,3 +67,14 @@ async def test_messages_and_receipts_cross_nodes_and_a_queue_follows_its_device(
         rest = [(await back_on_one.next("message.new"))["message_id"] for _ in range(2)]
         assert rest == queued[2:]
         assert back_on_one.pending("message.new") == []
+
+
+async def test_a_logout_through_one_node_closes_the_sessions_socket_on_the_other(
+    cluster: tuple[Relay, ServedRelay],
+) -> None:
+    one, two = cluster
+    alice = await member(one, "alice")
+    async with connected(one, alice.token, url=two.url) as on_two:
+        assert (await one.call("POST", "/api/v1/auth/logout", token=alice.token)).status == 204
+        assert await on_two.next("session_ended") == {"code": "invalid_token"}
+        await until_closed(on_two)

@@ -24,6 +24,7 @@ from relay_client.directory import Directory
 from relay_client.envelope.keys import PublishedKey
 from relay_client.http import RelayHttp
 
+from relay.auth.principal import Role
 from tests.support.harness import PASSWORD, Relay
 
 
@@ -195,3 +196,15 @@ async def test_messaging_continues_after_the_sessions_ended(relay: Relay, team: 
     assert (await bob.inbox.next(10)).message_id == sent.message_id
     assert await bob.client.messages.read([sent.message_id]) == [sent.message_id]
     assert alice.client.realtime.connected and bob.client.realtime.connected
+
+
+async def test_a_device_signed_out_by_an_admin_logs_in_again_and_keeps_receiving(
+        relay: Relay, team: tuple[Clinician, Clinician]) -> None:
+    alice, bob = team
+    admin = await relay.account("root", Role.ADMIN)
+    conversation = await alice.client.conversations.direct(bob.user_id)
+    ended = await relay.call("DELETE", f"/api/v1/users/{bob.user_id}/sessions", token=admin.token)
+    assert ended.status == 200 and (await ended.json())["ended"] >= 1
+    sent = await alice.client.messages.send_text(conversation.id, "after the sign-out")
+    assert (await bob.inbox.next(10)).message_id == sent.message_id, "bob's client logged in again and reconnected"
+    assert bob.client.realtime.connected

@@ -144,7 +144,8 @@ class AccountService:
             if changes:
                 await connection.execute(update(users).where(users.c.id == user_id).values(**changes))
             if disabled:
-                await self._sessions.end_all(connection, principal_type=PrincipalType.USER, principal_id=user_id)
+                await self._sessions.end_all(connection, principal_type=PrincipalType.USER, principal_id=user_id,
+                                             code="account_disabled")
             await self._audit.record(
                 connection, AuditAction.USER_UPDATED, tenant_id=tenant_id, actor=actor, object_type="user",
                 object_id=user_id, details={"fields": ",".join(sorted(changes))},

@@ -103,7 +103,7 @@ class IntegrationService:
                 raise NotFound("no such integration", code="integration_not_found")
             if disabled:
                 await self._sessions.end_all(connection, principal_type=PrincipalType.INTEGRATION,
-                                             principal_id=integration_id)
+                                             principal_id=integration_id, code="account_disabled")
 
     async def exchange(self, assertion: str, *, device_id: str | None = None) -> IssuedSession:
         """Verify a client assertion and issue an access token; every failure is ``invalid_client``.

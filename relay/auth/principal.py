@@ -37,6 +37,8 @@ class Principal:
     session_id: str
     device_id: str | None
     reauth_at: datetime | None
+    session_expires_at: datetime | None = None
+    """When the session ends regardless of activity (None: the portal's sessions, checked elsewhere)."""
 
     @property
     def actor(self) -> tuple[str, str]:

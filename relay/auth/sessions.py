@@ -1,5 +1,11 @@
 """Sessions: opaque bearer tokens stored only as SHA-256 digests, with an idle timeout and an
-absolute lifetime. Users' and integration principals' tokens are both sessions."""
+absolute lifetime. Users' and integration principals' tokens are both sessions.
+
+Activity is recorded in memory (``record_activity``) and written to ``last_seen_at`` by
+``flush_activity``, which the server runs every TOUCH_EVERY, so no request waits on a write to
+say it was seen; the idle check counts what is recorded but not yet written. Ending sessions
+(``end``, ``end_all``) publishes SESSIONS_ENDED once the transaction commits, so every node
+closes their sockets."""
 
 from __future__ import annotations
 
@@ -8,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
 from relay.audit.log import AuditLog
 from relay.auth.principal import Principal, PrincipalType, Role
 from relay.batching import Batcher
+from relay.broker.contract import SESSIONS_ENDED, Broker
 from relay.clock import Clock
 from relay.errors import Unauthenticated
 from relay.ids import new_id, new_token, token_hash
@@ -22,6 +29,7 @@ from relay.storage.database import Database
 from relay.storage.tables import integrations, sessions, users
 
 TOUCH_EVERY = timedelta(seconds=15)
+"""How often recorded activity is written to ``last_seen_at``: how late other nodes may see it."""
 SESSIONS_BY_DIGEST = (
     select(sessions, users.c.role, users.c.disabled.label("user_disabled"),
            integrations.c.disabled.label("integration_disabled"))
@@ -31,7 +39,15 @@ SESSIONS_BY_DIGEST = (
                                   integrations.c.id == sessions.c.principal_id))
     .where(sessions.c.token_hash.in_(bindparam("digests", expanding=True)))
 )
-"""Built once: every request and every socket event's periodic re-check runs it."""
+"""Built once: every request and every socket's periodic re-check runs it."""
+TOUCH = (
+    update(sessions)
+    .where(sessions.c.id == bindparam("session_id"), sessions.c.ended_at.is_(None),
+           sessions.c.last_seen_at < bindparam("seen_at", type_=sessions.c.last_seen_at.type))
+    .values(last_seen_at=bindparam("seen_at"))
+)
+TOUCH_CHUNK = 200
+"""Sessions written per transaction, so a flush of many never holds the event loop for long."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +59,16 @@ class IssuedSession:
 
 class SessionService:
     def __init__(
-        self, database: Database, audit: AuditLog, clock: Clock, *, idle_timeout: int, lifetime: int
+        self, database: Database, audit: AuditLog, broker: Broker, clock: Clock, *, idle_timeout: int, lifetime: int
     ) -> None:
         self._database = database
         self._audit = audit
+        self._broker = broker
         self._clock = clock
         self.idle_timeout = timedelta(seconds=idle_timeout)
         self.lifetime = timedelta(seconds=lifetime)
         self._lookups: Batcher[str, Row[Any] | None] = Batcher(self._look_up)
+        self._seen: dict[str, datetime] = {}
 
     async def issue(
         self,
@@ -82,8 +100,8 @@ class SessionService:
         return IssuedSession(token, session_id, expires_at)
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal behind a live token, or Unauthenticated with the reason as its code.
-        Concurrent calls share one lookup and one touch of ``last_seen_at`` (see ``_look_up``)."""
+        """The principal behind a live token, or Unauthenticated with the reason as its code; the
+        call counts as the session's activity. Concurrent calls share one lookup."""
         row = await self._lookups.submit(token_hash(token))
         if row is None or row.ended_at is not None:
             raise Unauthenticated("the session is not valid; log in again", code="invalid_token")
@@ -93,33 +111,49 @@ class SessionService:
         if expiry := self._expiry(row, self._clock.now()):
             await self._end_expired(row.id, row.tenant_id, kind, row.principal_id, expiry)
             raise Unauthenticated("the session has expired; log in again", code="session_expired")
+        self.record_activity(row.id, self._clock.now())
         role = Role.INTEGRATION if kind is PrincipalType.INTEGRATION else Role(row.role)
-        return Principal(row.tenant_id, kind, row.principal_id, role, row.id, row.device_id, row.reauth_at)
+        return Principal(row.tenant_id, kind, row.principal_id, role, row.id, row.device_id, row.reauth_at,
+                         row.expires_at)
+
+    def record_activity(self, session_id: str, at: datetime) -> None:
+        """Count ``at`` as the session's latest activity; ``flush_activity`` writes it."""
+        previous = self._seen.get(session_id)
+        if previous is None or at > previous:
+            self._seen[session_id] = at
+
+    async def flush_activity(self) -> None:
+        """Write the activity recorded since the last flush to ``last_seen_at`` (never backwards,
+        never on an ended session); what is recorded meanwhile waits for the next flush."""
+        pending = list(self._seen.items())
+        for start in range(0, len(pending), TOUCH_CHUNK):
+            chunk = pending[start:start + TOUCH_CHUNK]
+            async with self._database.transaction() as connection:
+                await connection.execute(TOUCH, [{"session_id": id_, "seen_at": at} for id_, at in chunk])
+            for session_id, at in chunk:
+                if self._seen.get(session_id) == at:
+                    del self._seen[session_id]
 
     def _expiry(self, row: Row[Any], now: datetime) -> str | None:
         """Why the session has run out ("idle", "lifetime"), or None while it is live."""
         if row.expires_at <= now:
             return "lifetime"
-        if row.principal_type == PrincipalType.USER.value and row.last_seen_at + self.idle_timeout <= now:
+        last_seen = max(row.last_seen_at, self._seen.get(row.id, row.last_seen_at))
+        if row.principal_type == PrincipalType.USER.value and last_seen + self.idle_timeout <= now:
             return "idle"
         return None
 
     async def _look_up(self, digests: Sequence[str]) -> list[Row[Any] | None]:
-        """The session rows of a batch of token digests, in one query; live sessions not seen
-        for TOUCH_EVERY are marked seen now, in one statement."""
-        now = self._clock.now()
+        """The session rows of a batch of token digests, in one query."""
         async with self._database.read() as connection:
             found = {row.token_hash: row for row in await connection.execute(
                 SESSIONS_BY_DIGEST, {"digests": list(set(digests))}
             )}
-        stale = [row.id for row in found.values()
-                 if row.ended_at is None and self._expiry(row, now) is None and now - row.last_seen_at >= TOUCH_EVERY]
-        if stale:
-            async with self._database.transaction() as connection:
-                await connection.execute(update(sessions).where(sessions.c.id.in_(stale)).values(last_seen_at=now))
         return [found.get(digest) for digest in digests]
 
     async def _end_expired(self, session_id: str, tenant_id: str, kind: PrincipalType, principal_id: str, why: str) -> None:
+        """End a session that ran out. Nothing is published: its sockets find out on their next
+        event, which is answered with the reason before the socket closes."""
         async with self._database.transaction() as connection:
             ended = await connection.execute(
                 update(sessions)
@@ -133,26 +167,36 @@ class SessionService:
                 )
 
     async def end(self, connection: AsyncConnection, session_id: str) -> None:
-        await connection.execute(
-            update(sessions).where(sessions.c.id == session_id, sessions.c.ended_at.is_(None))
-            .values(ended_at=self._clock.now())
-        )
+        await self._end(connection, sessions.c.id == session_id)
 
-    async def end_all(self, connection: AsyncConnection, *, principal_type: PrincipalType, principal_id: str) -> int:
-        result = await connection.execute(
-            update(sessions)
-            .where(sessions.c.principal_type == principal_type.value, sessions.c.principal_id == principal_id,
-                   sessions.c.ended_at.is_(None))
-            .values(ended_at=self._clock.now())
+    async def end_all(self, connection: AsyncConnection, *, principal_type: PrincipalType, principal_id: str,
+                      code: str = "invalid_token") -> int:
+        """End every session of a principal; ``code`` is what their open sockets are told."""
+        return await self._end(
+            connection, and_(sessions.c.principal_type == principal_type.value, sessions.c.principal_id == principal_id),
+            code=code,
         )
-        return result.rowcount
 
     async def end_for_device(self, connection: AsyncConnection, device_id: str) -> int:
+        """End a revoked device's sessions; its sockets close on the device's own DEVICE_REVOKED
+        event, which tells them to wipe, so nothing is published here."""
         result = await connection.execute(
             update(sessions).where(sessions.c.device_id == device_id, sessions.c.ended_at.is_(None))
             .values(ended_at=self._clock.now())
         )
         return result.rowcount
+
+    async def _end(self, connection: AsyncConnection, which: ColumnElement[bool], *, code: str = "invalid_token") -> int:
+        """End the live sessions ``which`` selects; once committed, every node closes their sockets
+        with ``code``."""
+        ended = list(await connection.scalars(
+            update(sessions).where(which, sessions.c.ended_at.is_(None))
+            .values(ended_at=self._clock.now()).returning(sessions.c.id)
+        ))
+        if ended:
+            Database.after_commit(connection, lambda: self._broker.publish(
+                SESSIONS_ENDED, {"session_ids": ended, "code": code}))
+        return len(ended)
 
     async def mark_reauthenticated(self, connection: AsyncConnection, session_id: str) -> None:
         await connection.execute(update(sessions).where(sessions.c.id == session_id).values(reauth_at=self._clock.now()))

@@ -10,6 +10,9 @@ from typing import Any
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 DEVICE_REVOKED = "device.revoked"
+SESSIONS_ENDED = "sessions.ended"
+"""``{"session_ids": [...], "code": ...}``: sessions ended (a logout, a sign-out, a disabled
+account); every node closes their sockets at once."""
 
 
 class Broker(ABC):

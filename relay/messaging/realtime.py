@@ -3,10 +3,14 @@
 Connections authenticate with a session token bound to a device; each socket joins its
 device's room and its user's room, so events reach every connection of a device or a user on
 whichever node holds it (on scale-out, python-socketio's Redis manager carries them). On every
-connection the device's queue is pushed first, oldest first. Client events re-check the session
-at least every AUTH_RECHECK, so a logout, an ended session or a disabled account takes effect
-on open sockets too within seconds (and events count as activity for the idle timeout); a
-revoked device is told to wipe its state and disconnected at once.
+connection the device's queue is pushed first, oldest first.
+
+Sessions that end (a logout, an admin's sign-out, a disabled account) close their sockets at
+once on every node (SESSIONS_ENDED); a revoked device is told to wipe its state and
+disconnected at once (DEVICE_REVOKED). Client events count as the session's activity. An event
+reads the session again only when it may have run out (this socket was idle for the idle
+timeout, or the lifetime is over; it is answered ``session_expired`` if so) or AUTH_RECHECK has
+passed (which picks up a changed role).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import socketio
 from aiohttp import web
 
 from relay.auth.principal import Principal
-from relay.broker.contract import DEVICE_REVOKED
+from relay.broker.contract import DEVICE_REVOKED, SESSIONS_ENDED
 from relay.errors import ApiError, TooManyRequests
 from relay.messaging.events import InvalidPayload, dispatch, error_ack
 from relay.messaging.queue import MESSAGE_NEW
@@ -30,7 +34,7 @@ from relay.runtime import Runtime
 NAMESPACE = "/"
 BACKLOG_PAGE = 200
 BUFFER_FACTOR = 4
-AUTH_RECHECK = timedelta(seconds=5)
+AUTH_RECHECK = timedelta(seconds=60)
 RATE_WINDOW = 60
 SESSION_ENDED = frozenset({"invalid_token", "session_expired", "account_disabled"})
 log = logging.getLogger(__name__)
@@ -42,14 +46,23 @@ class RateLimited(TooManyRequests):
 
 @dataclass
 class Connection:
-    """What this node knows about one socket: its session, when it was last checked, and how
-    many events it sent in the current minute."""
+    """What this node knows about one socket: its session, when it was last read and when the
+    socket was last active, and how many events it sent in the current minute."""
 
     token: str
     principal: Principal
     checked_at: datetime
+    active_at: datetime
     window: int = 0
     events: int = 0
+
+    def recheck_due(self, now: datetime, idle_timeout: timedelta) -> bool:
+        """Whether the session may have changed or run out since it was last read: nothing this
+        socket did kept it alive for the idle timeout (another client of the session may have),
+        its lifetime is over, or AUTH_RECHECK has passed."""
+        expires_at = self.principal.session_expires_at
+        return (now - self.checked_at >= AUTH_RECHECK or now - self.active_at >= idle_timeout
+                or (expires_at is not None and now >= expires_at))
 
 
 def device_room(device_id: str) -> str:
@@ -77,13 +90,13 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         logger=False,
         engineio_logger=False,
     )
-    messaging, clock = runtime.messaging, runtime.clock
+    messaging, sessions, clock = runtime.messaging, runtime.sessions, runtime.clock
     connections: dict[str, Connection] = {}
 
     async def authenticate(token: object) -> Principal:
         if not isinstance(token, str):
             raise ApiError("connect with a session token", code="missing_token")
-        principal = await runtime.sessions.authenticate(token)
+        principal = await sessions.authenticate(token)
         if principal.device_id is None:
             raise ApiError("the session is bound to no device", code="device_required")
         return principal
@@ -96,7 +109,8 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         except ApiError as error:
             raise socketio.exceptions.ConnectionRefusedError(error.message, {"code": error.code}) from None
         assert principal.device_id is not None and isinstance(token, str)
-        connections[sid] = Connection(token, principal, clock.now())
+        now = clock.now()
+        connections[sid] = Connection(token, principal, now, now)
         await server.enter_room(sid, device_room(principal.device_id))
         await server.enter_room(sid, user_room(principal.id))
         server.start_background_task(push_backlog, sid, principal)
@@ -119,16 +133,19 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         connections.pop(sid, None)
 
     async def caller(sid: str) -> Principal:
-        """The socket's principal, its session re-checked when AUTH_RECHECK has passed; counts
-        the event against the connection's rate."""
+        """The socket's principal, its session read again when that is due; counts the event as
+        the session's activity and against the connection's rate."""
         connection, now = connections.get(sid), clock.now()
         if connection is None:
             raise ApiError("this connection is not authenticated", code="invalid_token")
-        if now - connection.checked_at >= AUTH_RECHECK:
+        if connection.recheck_due(now, sessions.idle_timeout):
             principal = await authenticate(connection.token)
             if principal.device_id != connection.principal.device_id:
                 raise ApiError("the session changed device", code="invalid_token")
             connection.principal, connection.checked_at = principal, now
+        else:
+            sessions.record_activity(connection.principal.session_id, now)
+        connection.active_at = now
         window = int(now.timestamp()) // RATE_WINDOW
         if window != connection.window:
             connection.window, connection.events = window, 0
@@ -157,7 +174,17 @@ def create_socket_server(runtime: Runtime) -> socketio.AsyncServer:
         for sid in list(server.manager.get_participants(NAMESPACE, room)):
             await server.disconnect(sid[0] if isinstance(sid, tuple) else sid, namespace=NAMESPACE)
 
+    async def on_sessions_ended(event: dict[str, Any]) -> None:
+        ended = set(event["session_ids"])
+        for sid, connection in list(connections.items()):
+            if connection.principal.session_id in ended:
+                connections.pop(sid, None)
+                await server.emit("session_ended", {"code": event["code"]}, to=sid, namespace=NAMESPACE,
+                                  ignore_queue=True)
+                await server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+
     runtime.broker.subscribe(DEVICE_REVOKED, on_device_revoked)
+    runtime.broker.subscribe(SESSIONS_ENDED, on_sessions_ended)
     channel = SocketChannel(server)
     runtime.camera.notifier.attach(channel)
     messaging.notifier.attach(channel)

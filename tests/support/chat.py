@@ -22,7 +22,7 @@ from tests.support.harness import Relay
 
 TEXT = Manifest("text/plain")
 SERVER_EVENTS = ("message.new", "message.receipt", "message.deleted", "conversation.updated", "consult.updated",
-                 "blob.available", "device_revoked")
+                 "blob.available", "device_revoked", "session_ended")
 WAIT = 10
 
 
@@ -63,6 +63,15 @@ async def connected(relay: Relay, token: str, *, url: str | None = None) -> Asyn
         yield connection
     finally:
         await client.disconnect()
+
+
+async def until_closed(connection: Connection) -> None:
+    """Wait (WAIT seconds at most) for the relay to close the connection."""
+    for _ in range(WAIT * 10):
+        if not connection.client.connected:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the relay left the socket open")
 
 
 def _collector(connection: Connection, name: str) -> Any:

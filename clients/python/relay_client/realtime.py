@@ -1,6 +1,6 @@
 """The socket.io connection of this device (docs/realtime.md): authenticated with the
 device-bound session token, reconnecting on its own (with a fresh login when the relay says
-the session ended), events handed to handlers one at a time in arrival order, and client
+the session ended, in an acknowledgement or by closing the socket with ``session_ended``), events handed to handlers one at a time in arrival order, and client
 events sent with an acknowledgement that is either a result or a RelayApiError."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Realtime:
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._renewal: asyncio.Future[str] | None = None
+        self._resumption: asyncio.Future[None] | None = None
         self.refusal: str | None = None
         self._connecting = False
         self._socket_token: str | None = None
@@ -53,6 +54,7 @@ class Realtime:
         self._pending: set[asyncio.Future[Any]] = set()
         self._client.on("connect_error", self._on_connect_error)
         self._client.on("disconnect", self._on_disconnect)
+        self._client.on("session_ended", self._on_session_ended)
         self._client.on("*", self._on_any)
 
     @property
@@ -87,6 +89,11 @@ class Realtime:
     async def disconnect(self) -> None:
         """Disconnect and stop reconnecting. Events received but not yet handled are dropped
         (unacknowledged messages are pushed again on the next connection)."""
+        resumption, self._resumption = self._resumption, None
+        if resumption is not None:
+            resumption.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await resumption
         with contextlib.suppress(Exception):
             await self._client.disconnect()
         worker, self._worker = self._worker, None
@@ -152,6 +159,22 @@ class Realtime:
         for answer in self._pending:
             if not answer.done():
                 answer.set_exception(ConnectionLost("the socket closed before the relay answered"))
+
+    async def _on_session_ended(self, payload: Any) -> None:
+        """The relay is closing the socket because its session ended: handlers see the event, and
+        a session that can be renewed (not a disabled account's) is, with a reconnection."""
+        payload = payload if isinstance(payload, dict) else {}
+        self._queue.put_nowait(("session_ended", payload))
+        if payload.get("code") in SESSION_ENDED and self._http.renew is not None and self._resumption is None:
+            self._resumption = asyncio.ensure_future(self._resume_after_end(self._socket_token))
+
+    async def _resume_after_end(self, ended_token: str | None) -> None:
+        try:
+            await self._resume_session(ended_token)
+        except Exception:
+            log.exception("logging in again after the session ended failed")
+        finally:
+            self._resumption = None
 
     async def _resume_session(self, ended_token: str | None) -> None:
         """Log in again and reconnect with the new token, once for every caller that saw the end."""
