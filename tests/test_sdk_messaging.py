@@ -18,6 +18,7 @@ from relay_client import (
     Receipt,
     RelayApiError,
     RelayClient,
+    SessionEnded,
     UntrustedDevice,
 )
 from relay_client.directory import Directory
@@ -203,8 +204,11 @@ async def test_a_device_signed_out_by_an_admin_logs_in_again_and_keeps_receiving
     alice, bob = team
     admin = await relay.account("root", Role.ADMIN)
     conversation = await alice.client.conversations.direct(bob.user_id)
+    notices: asyncio.Queue[SessionEnded] = asyncio.Queue()
+    bob.client.on("session_ended", notices.put)
     ended = await relay.call("DELETE", f"/api/v1/users/{bob.user_id}/sessions", token=admin.token)
     assert ended.status == 200 and (await ended.json())["ended"] >= 1
+    assert await asyncio.wait_for(notices.get(), 10) == SessionEnded("invalid_token")
     sent = await alice.client.messages.send_text(conversation.id, "after the sign-out")
     assert (await bob.inbox.next(10)).message_id == sent.message_id, "bob's client logged in again and reconnected"
     assert bob.client.realtime.connected

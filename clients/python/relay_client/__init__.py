@@ -28,6 +28,7 @@ from relay_client.events import (
     DeviceRevokedNotice,
     MessagesDeleted,
     Receipt,
+    SessionEnded,
 )
 from relay_client.inbox import Inbox, IncomingMessage, MemoryInbox
 from relay_client.messaging import SentMessage
@@ -36,5 +37,5 @@ __all__ = [
     "BlobAvailable", "Consult", "ConsultUpdated", "Conversation", "ConversationUpdated", "Credentials",
     "DeviceRevoked", "DeviceRevokedNotice", "DownloadFailed", "Inbox", "IncomingMessage", "InsecureKeyFile",
     "KeyFileCorrupt", "MemoryInbox", "MessagesDeleted", "NoDevice", "NotLoggedIn", "Receipt", "RelayApiError",
-    "RelayClient", "RelayClientError", "SentMessage", "Session", "UntrustedDevice", "UploadFailed",
+    "RelayClient", "RelayClientError", "SentMessage", "Session", "SessionEnded", "UntrustedDevice", "UploadFailed",
 ]

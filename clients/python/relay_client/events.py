@@ -75,6 +75,14 @@ class DeviceRevokedNotice:
     wipe: bool
 
 
+@dataclass(frozen=True)
+class SessionEnded:
+    """``session_ended``: the relay closed the socket because its session ended; the SDK logs in
+    again and reconnects unless ``code`` is ``account_disabled``."""
+
+    code: str
+
+
 EVENT_TYPES: dict[str, type] = {
     RECEIPTS: Receipt,
     "message.deleted": MessagesDeleted,
@@ -82,4 +90,5 @@ EVENT_TYPES: dict[str, type] = {
     "consult.updated": ConsultUpdated,
     "blob.available": BlobAvailable,
     "device_revoked": DeviceRevokedNotice,
+    "session_ended": SessionEnded,
 }
