@@ -127,7 +127,7 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
         sessions = SessionService(
             database, audit, broker, clock, idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime
         )
-        stack.push_async_callback(sessions.flush_activity)
+        stack.push_async_callback(sessions.close)
         accounts = AccountService(database, audit, sessions, clock)
         login = LoginService(database, sessions, audit, ephemeral, keyring, clock, metrics, settings)
         second_factor = SecondFactorService(database, audit, keyring, clock)

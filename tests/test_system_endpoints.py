@@ -102,3 +102,11 @@ async def test_readyz_names_the_database_when_it_stops_answering(tmp_path: Path,
 
         await database_proxy.start()
         assert await readiness(relay) == (200, {"status": "ready", "checks": {"database": "ok", "redis": "ok"}})
+
+
+@needs_scaleout
+async def test_a_relay_whose_database_stopped_answering_still_shuts_down(tmp_path: Path, postgres_schema: None) -> None:
+    async with relay_behind_proxies(tmp_path) as (relay, database_proxy, _):
+        alice = await relay.account("alice")
+        assert (await relay.call("GET", "/api/v1/me", token=alice.token)).status == 200, "activity waits to be written"
+        await database_proxy.stop()

@@ -9,12 +9,14 @@ closes their sockets."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, bindparam, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from relay.audit.actions import AuditAction
@@ -28,6 +30,7 @@ from relay.ids import new_id, new_token, token_hash
 from relay.storage.database import Database
 from relay.storage.tables import integrations, sessions, users
 
+log = logging.getLogger(__name__)
 TOUCH_EVERY = timedelta(seconds=15)
 """How often recorded activity is written to ``last_seen_at``: how late other nodes may see it."""
 SESSIONS_BY_DIGEST = (
@@ -42,12 +45,12 @@ SESSIONS_BY_DIGEST = (
 """Built once: every request and every socket's periodic re-check runs it."""
 TOUCH = (
     update(sessions)
-    .where(sessions.c.id == bindparam("session_id"), sessions.c.ended_at.is_(None),
+    .where(sessions.c.id.in_(bindparam("session_ids", expanding=True)), sessions.c.ended_at.is_(None),
            sessions.c.last_seen_at < bindparam("seen_at", type_=sessions.c.last_seen_at.type))
     .values(last_seen_at=bindparam("seen_at"))
 )
-TOUCH_CHUNK = 200
-"""Sessions written per transaction, so a flush of many never holds the event loop for long."""
+"""One statement for every session last active in the same second: a row at a time, a flush of
+a thousand sessions held the event loop for 40 ms."""
 
 
 @dataclass(frozen=True)
@@ -123,16 +126,27 @@ class SessionService:
             self._seen[session_id] = at
 
     async def flush_activity(self) -> None:
-        """Write the activity recorded since the last flush to ``last_seen_at`` (never backwards,
-        never on an ended session); what is recorded meanwhile waits for the next flush."""
+        """Write the activity recorded since the last flush to ``last_seen_at``, to the second
+        (never backwards, never on an ended session); what is recorded meanwhile waits for the
+        next flush."""
         pending = list(self._seen.items())
-        for start in range(0, len(pending), TOUCH_CHUNK):
-            chunk = pending[start:start + TOUCH_CHUNK]
+        by_second: dict[datetime, list[str]] = {}
+        for session_id, at in pending:
+            by_second.setdefault(at.replace(microsecond=0), []).append(session_id)
+        for seen_at, session_ids in by_second.items():
             async with self._database.transaction() as connection:
-                await connection.execute(TOUCH, [{"session_id": id_, "seen_at": at} for id_, at in chunk])
-            for session_id, at in chunk:
-                if self._seen.get(session_id) == at:
-                    del self._seen[session_id]
+                await connection.execute(TOUCH, {"session_ids": session_ids, "seen_at": seen_at})
+        for session_id, at in pending:
+            if self._seen.get(session_id) == at:
+                del self._seen[session_id]
+
+    async def close(self) -> None:
+        """Write the activity still recorded; a database that cannot take it costs that activity
+        (at most TOUCH_EVERY of it), never the shutdown."""
+        try:
+            await self.flush_activity()
+        except (SQLAlchemyError, OSError):
+            log.warning("the sessions' last activity could not be written at shutdown")
 
     def _expiry(self, row: Row[Any], now: datetime) -> str | None:
         """Why the session has run out ("idle", "lifetime"), or None while it is live."""
