@@ -125,7 +125,8 @@ async def open_runtime(settings: Settings, clock: Clock) -> AsyncIterator[Runtim
         metrics = Metrics()
         audit = AuditLog(database, keyring.audit_key, clock, metrics)
         sessions = SessionService(
-            database, audit, broker, clock, idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime
+            database, audit, broker, clock,
+            idle_timeout=settings.session_idle_timeout, lifetime=settings.session_lifetime,
         )
         stack.push_async_callback(sessions.close)
         accounts = AccountService(database, audit, sessions, clock)

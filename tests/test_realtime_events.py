@@ -1,6 +1,7 @@
 """The socket.io protocol itself: every client event is documented, every mistake gets an
 error acknowledgement with a code while the socket stays up, a session that ends closes its
-open sockets at once, socket events count as the session's activity, and a peer that stops answering heartbeats is dropped."""
+open sockets at once, socket events count as the session's activity, and a peer that stops
+answering heartbeats is dropped."""
 
 from __future__ import annotations
 

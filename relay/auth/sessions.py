@@ -186,10 +186,8 @@ class SessionService:
     async def end_all(self, connection: AsyncConnection, *, principal_type: PrincipalType, principal_id: str,
                       code: str = "invalid_token") -> int:
         """End every session of a principal; ``code`` is what their open sockets are told."""
-        return await self._end(
-            connection, and_(sessions.c.principal_type == principal_type.value, sessions.c.principal_id == principal_id),
-            code=code,
-        )
+        which = and_(sessions.c.principal_type == principal_type.value, sessions.c.principal_id == principal_id)
+        return await self._end(connection, which, code=code)
 
     async def end_for_device(self, connection: AsyncConnection, device_id: str) -> int:
         """End a revoked device's sessions; its sockets close on the device's own DEVICE_REVOKED
@@ -200,7 +198,8 @@ class SessionService:
         )
         return result.rowcount
 
-    async def _end(self, connection: AsyncConnection, which: ColumnElement[bool], *, code: str = "invalid_token") -> int:
+    async def _end(self, connection: AsyncConnection, which: ColumnElement[bool], *,
+                   code: str = "invalid_token") -> int:
         """End the live sessions ``which`` selects; once committed, every node closes their sockets
         with ``code``."""
         ended = list(await connection.scalars(

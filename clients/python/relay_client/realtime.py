@@ -1,7 +1,8 @@
 """The socket.io connection of this device (docs/realtime.md): authenticated with the
 device-bound session token, reconnecting on its own (with a fresh login when the relay says
-the session ended, in an acknowledgement or by closing the socket with ``session_ended``), events handed to handlers one at a time in arrival order, and client
-events sent with an acknowledgement that is either a result or a RelayApiError."""
+the session ended, in an acknowledgement or by closing the socket with ``session_ended``),
+events handed to handlers one at a time in arrival order, and client events sent with an
+acknowledgement that is either a result or a RelayApiError."""
 
 from __future__ import annotations
 
