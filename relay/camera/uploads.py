@@ -181,7 +181,7 @@ class UploadService:
             await self._refuse(blob, principal, MalformedEnvelope.code)
             raise MalformedEnvelope("not a well-formed sealed envelope: it ends inside its head")
         try:
-            await self._complete(blob, principal, whole.hexdigest() if whole is not None else None,
+            await self._complete(blob, principal, await whole.hexdigest() if whole is not None else None,
                                  watch.view if watch is not None else None)
         except SpoolObjectMissing:
             await self._purger.purge(blob.tenant_id, blob.id, PurgeReason.LOST, actor=principal.actor)
@@ -366,19 +366,27 @@ class UploadService:
 
 
 class WholeDigest:
-    """SHA-256 of the bytes a PATCH streams from offset 0, computed off the event loop
-    (hashlib releases the GIL) while the next bytes arrive."""
+    """SHA-256 of the bytes a PATCH streams from offset 0. Each chunk is hashed in a worker
+    thread (hashlib releases the GIL) while it is passed on to be written, so hashing overlaps
+    with receiving and writing; chunks are still hashed one at a time, in order."""
 
     def __init__(self) -> None:
         self._digest = hashlib.sha256()
+        self._hashing: asyncio.Future[None] | None = None
 
     async def hashing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
-            await asyncio.to_thread(self._digest.update, chunk)
+            await self._caught_up()
+            self._hashing = asyncio.ensure_future(asyncio.to_thread(self._digest.update, chunk))
             yield chunk
 
-    def hexdigest(self) -> str:
+    async def hexdigest(self) -> str:
+        await self._caught_up()
         return self._digest.hexdigest()
+
+    async def _caught_up(self) -> None:
+        if self._hashing is not None:
+            await asyncio.shield(self._hashing)
 
 
 async def _limited(chunks: AsyncIterable[bytes], room: int) -> AsyncIterator[bytes]:

@@ -25,9 +25,10 @@ import io
 import os
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from relay.camera.spool.contract import (
     OBJECT_ID,
@@ -41,6 +42,9 @@ from relay.camera.spool.contract import (
 from relay.clock import Clock
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+SYNC_AHEAD = 1024 * 1024
+"""Bytes an append writes before it starts flushing them in the background."""
+T = TypeVar("T")
 SHARD = re.compile(r"[0-9a-f]{2}")
 DEADLINE_SUFFIX = ".deadline"
 PENDING_SUFFIX = ".pending"
@@ -67,13 +71,27 @@ class FilesystemSpool(Spool):
         await asyncio.to_thread(paths.create, check_deadline(expires_at), data)
 
     async def append(self, object_id: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        """Each chunk is written in a worker thread while the next one arrives, and every
+        SYNC_AHEAD bytes a background fdatasync starts flushing what was written, so the fsync
+        that ends the append (and makes its bytes durable) finds little left to write."""
         paths = self._paths(object_id)
         descriptor = await asyncio.to_thread(paths.open_for_append, self._clock.now(), offset)
-        position = offset
+        position = synced = offset
+        writing: asyncio.Future[int] | None = None
+        syncing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
-                position = await asyncio.to_thread(paths.write_at, descriptor, self._clock.now(), position, chunk)
+                if writing is not None:
+                    position = await asyncio.shield(writing)
+                if position - synced >= SYNC_AHEAD and (syncing is None or syncing.done()):
+                    synced, syncing = position, _in_thread(os.fdatasync, descriptor)
+                writing = _in_thread(paths.write_at, descriptor, self._clock.now(), position, chunk)
+            if writing is not None:
+                position = await asyncio.shield(writing)
+            if syncing is not None:
+                await asyncio.shield(syncing)
         finally:
+            await _settled(writing, syncing)
             await asyncio.to_thread(_sync_and_close, descriptor)
         return position
 
@@ -312,6 +330,20 @@ def _read_at(handle: io.FileIO, position: int, length: int) -> bytes:
     if not chunk:
         raise SpoolObjectMissing("the object ended before the requested range")
     return chunk
+
+
+def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    return asyncio.ensure_future(asyncio.to_thread(function, *args))
+
+
+async def _settled(*running: asyncio.Future[Any] | None) -> None:
+    """Wait for work still running in worker threads on a descriptor about to be closed. Its
+    error, if any, was raised by the append already, or gives way to the error that ended it."""
+    for future in running:
+        if future is not None:
+            await asyncio.wait([future])
+            if not future.cancelled():
+                future.exception()
 
 
 def _sync_and_close(descriptor: int) -> None:
