@@ -377,7 +377,7 @@ class WholeDigest:
     async def hashing(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         async for chunk in chunks:
             await self._caught_up()
-            self._hashing = asyncio.ensure_future(asyncio.to_thread(self._digest.update, chunk))
+            self._hashing = asyncio.get_running_loop().run_in_executor(None, self._digest.update, chunk)
             yield chunk
 
     async def hexdigest(self) -> str:

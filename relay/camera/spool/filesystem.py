@@ -333,7 +333,8 @@ def _read_at(handle: io.FileIO, position: int, length: int) -> bytes:
 
 
 def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    return asyncio.ensure_future(asyncio.to_thread(function, *args))
+    """``function`` submitted to the default executor now, not when a task first runs."""
+    return asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 async def _settled(*running: asyncio.Future[Any] | None) -> None:
