@@ -39,6 +39,7 @@ from relay.camera.spool.contract import (
     check_deadline,
     check_object_id,
 )
+from relay.camera.spool.pipelining import append_pipelined, settled
 from relay.clock import Clock
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
@@ -76,22 +77,17 @@ class FilesystemSpool(Spool):
         that ends the append (and makes its bytes durable) finds little left to write."""
         paths = self._paths(object_id)
         descriptor = await asyncio.to_thread(paths.open_for_append, self._clock.now(), offset)
-        position = synced = offset
-        writing: asyncio.Future[int] | None = None
-        syncing: asyncio.Future[None] | None = None
+        flusher = _Flusher(descriptor, offset)
         try:
-            async for chunk in chunks:
-                if writing is not None:
-                    position = await asyncio.shield(writing)
-                if position - synced >= SYNC_AHEAD and (syncing is None or syncing.done()):
-                    synced, syncing = position, _in_thread(os.fdatasync, descriptor)
-                writing = _in_thread(paths.write_at, descriptor, self._clock.now(), position, chunk)
-            if writing is not None:
-                position = await asyncio.shield(writing)
-            if syncing is not None:
-                await asyncio.shield(syncing)
+            position = await append_pipelined(
+                chunks, offset,
+                lambda position, chunk: _in_thread(paths.write_at, descriptor, self._clock.now(), position, chunk),
+                flusher.written,
+            )
+            if flusher.flushing is not None:
+                await asyncio.shield(flusher.flushing)
         finally:
-            await _settled(writing, syncing)
+            await settled(flusher.flushing)
             await asyncio.to_thread(_sync_and_close, descriptor)
         return position
 
@@ -332,19 +328,26 @@ def _read_at(handle: io.FileIO, position: int, length: int) -> bytes:
     return chunk
 
 
+class _Flusher:
+    """Starts an fdatasync of an append's descriptor every SYNC_AHEAD bytes written, one at a
+    time. Its error (EIO) must fail the append: the closing fsync would not report it again."""
+
+    def __init__(self, descriptor: int, position: int) -> None:
+        self._descriptor = descriptor
+        self._flushed = position
+        self.flushing: asyncio.Future[None] | None = None
+
+    def written(self, position: int) -> None:
+        if position - self._flushed < SYNC_AHEAD:
+            return
+        if self.flushing is not None and (not self.flushing.done() or self.flushing.exception() is not None):
+            return
+        self._flushed, self.flushing = position, _in_thread(os.fdatasync, self._descriptor)
+
+
 def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     """``function`` submitted to the default executor now, not when a task first runs."""
     return asyncio.get_running_loop().run_in_executor(None, function, *args)
-
-
-async def _settled(*running: asyncio.Future[Any] | None) -> None:
-    """Wait for work still running in worker threads on a descriptor about to be closed. Its
-    error, if any, was raised by the append already, or gives way to the error that ended it."""
-    for future in running:
-        if future is not None:
-            await asyncio.wait([future])
-            if not future.cancelled():
-                future.exception()
 
 
 def _sync_and_close(descriptor: int) -> None:

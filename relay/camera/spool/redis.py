@@ -29,6 +29,7 @@ from relay.camera.spool.contract import (
     check_deadline,
     check_object_id,
 )
+from relay.camera.spool.pipelining import append_pipelined
 from relay.clock import Clock
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
@@ -56,7 +57,9 @@ local ttl = tonumber(state[2]) - now + tonumber(ARGV[5])
 local data = ARGV[3]
 local position = 1
 while position <= #data do
-  local piece = string.sub(data, position, position + chunk - (size % chunk) - 1)
+  local room = chunk - (size % chunk)
+  local piece = data
+  if position > 1 or #data > room then piece = string.sub(data, position, position + room - 1) end
   local key = ARGV[1] .. string.format('%d', math.floor(size / chunk))
   redis.call('APPEND', key, piece)
   redis.call('PEXPIRE', key, ttl)
@@ -140,12 +143,14 @@ class RedisSpool(Spool):
             raise SpoolObjectExists("an object with this id exists")
 
     async def append(self, object_id: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
+        """Each chunk goes to Redis while the next one arrives."""
         meta = self._meta(object_id)
-        position = offset
-        await self._append_piece(meta, position, b"")
-        async for chunk in chunks:
-            for start in range(0, len(chunk), self._chunk_size):
-                position = await self._append_piece(meta, position, chunk[start : start + self._chunk_size])
+        await self._append_piece(meta, offset, b"")
+        return await append_pipelined(chunks, offset, lambda position, chunk: self._append_chunk(meta, position, chunk))
+
+    async def _append_chunk(self, meta: str, position: int, chunk: bytes) -> int:
+        for start in range(0, len(chunk), self._chunk_size):
+            position = await self._append_piece(meta, position, chunk[start : start + self._chunk_size])
         return position
 
     async def size(self, object_id: str) -> int:
