@@ -18,8 +18,9 @@ async def append_pipelined(
 ) -> int:
     """Write each chunk with ``write(position, chunk)`` (which returns the position after it)
     while the next chunk arrives; ``written`` hears each position reached before the last
-    write. Returns the final position. A write still running when the source fails is waited for, so everything the
-    source yielded before it failed is written, and the source's error is the one raised."""
+    write. Returns the final position. A write still running when the source fails is waited
+    for, so everything the source yielded before it failed is written, and the source's error
+    is the one raised."""
     writing: asyncio.Future[int] | None = None
     try:
         async for chunk in chunks:
