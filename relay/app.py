@@ -75,7 +75,7 @@ def build_app(runtime: Runtime) -> web.Application:
             every(settings.blob_sweep_interval, runtime.camera.sweeper.sweep, "the blob sweep"),
             every(settings.message_sweep_interval, runtime.messaging.sweep, "the message sweep"),
             every(settings.message_sweep_interval, runtime.portal.lifecycle.sweep, "the invitation sweep"),
-            every(WAL_CHECKPOINT_SECONDS, runtime.database.checkpoint, "the WAL checkpoint"),
+            every(WAL_CHECKPOINT_SECONDS, runtime.checkpoint, "the checkpoint"),
             every(TOUCH_EVERY.total_seconds(), runtime.sessions.flush_activity, "the session activity flush"),
         ):
             yield

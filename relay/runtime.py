@@ -64,6 +64,13 @@ class Runtime:
     messaging: Messaging
     portal: Portal
 
+    async def checkpoint(self) -> None:
+        """Make what was committed durable: first the message ciphertext the spool wrote
+        unsynced, then the database's log (whose checkpoint syncs the rows naming it), so a
+        row never reaches the disk at a checkpoint before its ciphertext."""
+        await self.spool.sync()
+        await self.database.checkpoint()
+
     async def ready(self) -> dict[str, str]:
         """Each backend's state ("ok" or the error class), for /readyz; a silent backend times out."""
         probes: dict[str, Callable[[], Awaitable[object]]] = {"database": self.database.ping}

@@ -189,6 +189,47 @@ async def test_put_makes_an_object_of_whole_bytes_with_its_deadline(spool: Spool
     assert await storage.residue() == []
 
 
+async def test_a_put_synced_later_is_served_at_once_and_a_sync_skips_what_was_deleted(
+    spool: Spool, storage: Storage
+) -> None:
+    kept, dropped = new_id(), new_id()
+    for object_id in (kept, dropped):
+        await spool.put(object_id, f"sealed {object_id}".encode(), expires_at=storage.clock.now() + timedelta(hours=1),
+                        synced=False)
+    assert await read_all(storage.open(), kept) == f"sealed {kept}".encode()
+    assert await spool.delete(dropped)
+    await spool.sync()
+    await spool.sync()
+    assert await read_all(spool, kept) == f"sealed {kept}".encode()
+    with pytest.raises(SpoolObjectMissing):
+        await spool.size(dropped)
+
+
+@pytest.mark.parametrize("storage", ["filesystem"], indirect=True)
+async def test_a_put_synced_later_waits_for_no_fsync_and_sync_flushes_its_files_and_directory(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    spool, later, now = storage.open(), new_id(), new_id()
+    await spool.put(later, b"a message", expires_at=storage.clock.now() + timedelta(hours=1), synced=False)
+    assert synced == []
+    await spool.sync()
+    shard = (storage.directory / later[:2]).resolve()
+    assert sorted(synced) == sorted(str(path) for path in (shard, shard / later, shard / f"{later}.deadline"))
+    synced.clear()
+    await spool.sync()
+    assert synced == []
+    await spool.put(now, b"a photo's head", expires_at=storage.clock.now() + timedelta(hours=1))
+    assert (storage.directory / now[:2] / now).resolve().as_posix() in synced
+
+
 async def test_delete_removes_every_byte(spool: Spool, storage: Storage) -> None:
     object_id = await new_object(spool, storage, os.urandom(4 * CHUNK + 1))
     kept = await new_object(spool, storage, b"another upload")

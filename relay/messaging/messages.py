@@ -165,8 +165,11 @@ class MessageService:
         return SentMessage(outgoing.message_id, outgoing.sent_at, outgoing.expires_at, tuple(sorted(recipients)))
 
     async def _spool(self, outgoing: Outgoing) -> None:
-        """The ciphertext into its spool object, whose deadline is the message's end."""
-        await self._queue.spool.put(outgoing.object_id, outgoing.envelope, expires_at=outgoing.expires_at)
+        """The ciphertext into its spool object, whose deadline is the message's end. Synced
+        before the row commits where that commit is durable; otherwise (SQLite) written now
+        and synced with the row, by the checkpoint that makes the row durable."""
+        await self._queue.spool.put(outgoing.object_id, outgoing.envelope, expires_at=outgoing.expires_at,
+                                    synced=self._database.durable_commits)
 
     async def _record(self, connection: AsyncConnection, principal: Principal, conversation: Conversation,
                       outgoing: Outgoing) -> dict[str, str]:

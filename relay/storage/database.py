@@ -35,12 +35,15 @@ class Database:
     left to them, the commit that crossed 1,000 pages copied them into the database file and
     fsynced it while every other writer waited. ``checkpoint()`` does it beside the writers
     instead; the server runs it every WAL_CHECKPOINT_SECONDS, and SQLite checkpoints when the
-    last connection closes.
+    last connection closes. With ``synchronous=NORMAL`` a commit reaches the disk only then,
+    when the checkpoint syncs the log first (``durable_commits`` is False); a PostgreSQL commit
+    is on disk when it returns.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.durable_commits = not self.is_sqlite
         self._write_lock = asyncio.Lock()
 
     @contextlib.asynccontextmanager

@@ -90,13 +90,20 @@ class Spool(ABC):
         SpoolObjectMissing if the object is gone or past its deadline, also midway.
         """
 
-    async def put(self, object_id: str, data: bytes, *, expires_at: datetime) -> None:
+    async def put(self, object_id: str, data: bytes, *, expires_at: datetime, synced: bool = True) -> None:
         """Create an object holding ``data``, for the small ones a caller holds whole (a message,
         an envelope head): ``create`` then ``append``, in one step where the implementation can.
-        As durable as ``append`` when it returns; raises what they raise.
+        As durable as ``append`` when it returns; raises what they raise. ``synced=False`` is for
+        a caller whose own record of the object reaches the disk later anyway (a message row on
+        SQLite): the object then survives the process at once but the disk only after ``sync``,
+        where an implementation syncs at all.
         """
         await self.create(object_id, expires_at=expires_at)
         await self.append(object_id, 0, _whole(data))
+
+    async def sync(self) -> None:
+        """Make durable every object put with ``synced=False`` before this call; nothing to do
+        where every write is as durable as it gets when it returns."""
 
     @abstractmethod
     async def size(self, object_id: str) -> int:

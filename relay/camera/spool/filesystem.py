@@ -12,8 +12,8 @@ renamed into place; ``sweep`` leaves a ``.pending`` file to the writer still ren
 removes it once it is older than PENDING_GRACE_SECONDS (its writer crashed). Every blocking
 call runs in a worker thread. Each append piece (check the size, write), deadline change and
 delete holds an exclusive ``flock`` on the object's file, so writers in any thread or process
-are serialised; creates and appends fsync before they return. One process owning the
-directory is the supported setup.
+are serialised; creates and appends fsync before they return, except the puts that ask to be
+synced later by ``sync``. One process owning the directory is the supported setup.
 """
 
 from __future__ import annotations
@@ -61,15 +61,26 @@ class FilesystemSpool(Spool):
         self._directory = directory
         self._clock = clock
         self._chunk_size = chunk_size
+        self._unsynced: set[str] = set()
 
     async def create(self, object_id: str, *, expires_at: datetime) -> None:
         paths = self._paths(object_id)
         await asyncio.to_thread(paths.create, check_deadline(expires_at))
 
-    async def put(self, object_id: str, data: bytes, *, expires_at: datetime) -> None:
+    async def put(self, object_id: str, data: bytes, *, expires_at: datetime, synced: bool = True) -> None:
         """One trip to a worker thread: every hand-back waits its turn on a busy event loop."""
         paths = self._paths(object_id)
-        await asyncio.to_thread(paths.create, check_deadline(expires_at), data)
+        await asyncio.to_thread(paths.create, check_deadline(expires_at), data, synced=synced)
+        if not synced:
+            self._unsynced.add(object_id)
+
+    async def sync(self) -> None:
+        """Sync the objects put unsynced so far, those deleted since excepted, and their
+        directories, in one trip to a worker thread."""
+        if not self._unsynced:
+            return
+        unsynced, self._unsynced = self._unsynced, set()
+        await asyncio.to_thread(_sync_objects, [self._paths(object_id) for object_id in unsynced])
 
     async def append(self, object_id: str, offset: int, chunks: AsyncIterable[bytes]) -> int:
         """Each chunk is written in a worker thread while the next one arrives, and every
@@ -118,6 +129,9 @@ class FilesystemSpool(Spool):
         paths = self._paths(object_id)
         return await asyncio.to_thread(paths.remove, None)
 
+    async def close(self) -> None:
+        await self.sync()
+
     async def sweep(self, now: datetime) -> list[str]:
         removed = []
         for object_id in sorted(await asyncio.to_thread(self._stored_ids)):
@@ -164,11 +178,12 @@ class _ObjectFiles:
         self.deadline = shard / (object_id + DEADLINE_SUFFIX)
         self.pending = shard / (object_id + DEADLINE_SUFFIX + PENDING_SUFFIX)
 
-    def create(self, expires_at: datetime, data: bytes = b"") -> None:
-        """The deadline, then the object's file holding ``data``, synced together at the end: each
-        sync is a journal commit that also flushes whatever else the disk has pending (SQLite's
-        log), so one at the end costs less than one per step. A crash before they finish leaves at
-        worst bytes whose deadline is unreadable, which count as expired."""
+    def create(self, expires_at: datetime, data: bytes = b"", *, synced: bool = True) -> None:
+        """The deadline, then the object's file holding ``data``, synced together at the end
+        (unless not ``synced``: ``sync`` does it later): each sync is a journal commit that also
+        flushes whatever else the disk has pending (SQLite's log), so one at the end costs less
+        than one per step. A crash before they finish leaves at worst bytes whose deadline is
+        unreadable, which count as expired."""
         self.shard.mkdir(mode=0o700, exist_ok=True)
         self.shard.chmod(0o700)
         if self.data.exists() or self.deadline.exists():
@@ -181,11 +196,13 @@ class _ObjectFiles:
         try:
             os.fchmod(descriptor, 0o600)
             _write_all(descriptor, data)
-            os.fsync(descriptor)
+            if synced:
+                os.fsync(descriptor)
         finally:
             os.close(descriptor)
-        _sync_path(self.deadline)
-        _sync_path(self.shard, os.O_DIRECTORY)
+        if synced:
+            _sync_path(self.deadline)
+            _sync_path(self.shard, os.O_DIRECTORY)
 
     def open_for_append(self, now: datetime, offset: int) -> int:
         self._require_live(now)
@@ -348,6 +365,17 @@ class _Flusher:
 def _in_thread(function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     """``function`` submitted to the default executor now, not when a task first runs."""
     return asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _sync_objects(objects: list[_ObjectFiles]) -> None:
+    """Each object's files, then each of their directories once; a file deleted meanwhile has
+    nothing left to sync."""
+    for files in objects:
+        for path in (files.data, files.deadline):
+            with contextlib.suppress(FileNotFoundError):
+                _sync_path(path)
+    for shard in {files.shard for files in objects}:
+        _sync_path(shard, os.O_DIRECTORY)
 
 
 def _sync_and_close(descriptor: int) -> None:
