@@ -125,9 +125,9 @@ class MessageService:
         exactly the conversation's member devices; a retry with the same id returns the first answer.
 
         One transaction checks and records everything. Once it has read the conversation (whose
-        lifespan is the ciphertext's deadline), the ciphertext goes to the spool while the
-        transaction goes on, and it commits only once the spool holds it; a send that does not
-        commit takes its ciphertext back out of the spool.
+        lifespan is the ciphertext's deadline), the ciphertext goes to the spool (``_spooling``),
+        and the transaction commits only once the spool holds it; a send that does not commit
+        takes its ciphertext back out of the spool.
         """
         if len(envelope) > self.max_message_bytes:
             raise MessageTooLarge(f"a sealed message may be at most {self.max_message_bytes} bytes")
@@ -135,7 +135,7 @@ class MessageService:
         if view.sender_device_id != principal.device_id:
             raise SenderMismatch("the envelope names another device as its sender")
         digest = hashlib.sha256(envelope).hexdigest()
-        spooling: asyncio.Task[None] | None = None
+        spooling: asyncio.Future[None] | None = None
         object_id = new_id()
         try:
             async with self._database.transaction() as connection:
@@ -149,7 +149,7 @@ class MessageService:
                     message_id, conversation.id, envelope, digest, frozenset(r.device_id for r in view.recipients),
                     blob_id, object_id, now, now + timedelta(seconds=conversation.lifespan_seconds),
                 )
-                spooling = asyncio.create_task(self._spool(outgoing))
+                spooling = await self._spooling(outgoing)
                 recipients = await self._record(connection, principal, conversation, outgoing)
                 await asyncio.shield(spooling)
         except BaseException:
@@ -164,12 +164,20 @@ class MessageService:
         await self._notifier.devices(sorted(recipients), MESSAGE_NEW, base)
         return SentMessage(outgoing.message_id, outgoing.sent_at, outgoing.expires_at, tuple(sorted(recipients)))
 
-    async def _spool(self, outgoing: Outgoing) -> None:
-        """The ciphertext into its spool object, whose deadline is the message's end. Synced
-        before the row commits where that commit is durable; otherwise (SQLite) written now
-        and synced with the row, by the checkpoint that makes the row durable."""
-        await self._queue.spool.put(outgoing.object_id, outgoing.envelope, expires_at=outgoing.expires_at,
+    async def _spooling(self, outgoing: Outgoing) -> asyncio.Future[None]:
+        """The ciphertext on its way into its spool object, whose deadline is the message's end.
+        Where a commit is durable when it returns (PostgreSQL), the object is synced while the
+        transaction goes on. On SQLite it is written here, unsynced, and the checkpoint that
+        makes the row durable syncs it (docs/spool.md): a task for those few system calls
+        would wait its turn on a busy event loop for longer than they take."""
+        put = self._queue.spool.put(outgoing.object_id, outgoing.envelope, expires_at=outgoing.expires_at,
                                     synced=self._database.durable_commits)
+        if self._database.durable_commits:
+            return asyncio.ensure_future(put)
+        await put
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)
+        return written
 
     async def _record(self, connection: AsyncConnection, principal: Principal, conversation: Conversation,
                       outgoing: Outgoing) -> dict[str, str]:

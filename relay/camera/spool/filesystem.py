@@ -6,14 +6,15 @@ Layout under the spool directory (0700), sharded by the id's first two hex digit
     ab/ab3f...e1.deadline   its deadline, one ISO 8601 UTC line, replaced atomically
 
 The deadline file is written before the object's file is created and removed after it is
-deleted, so an object's bytes never exist without a deadline that ``sweep`` honours; a
-deadline file that cannot be read counts as expired. A deadline is written to ``.pending`` and
-renamed into place; ``sweep`` leaves a ``.pending`` file to the writer still renaming it, and
-removes it once it is older than PENDING_GRACE_SECONDS (its writer crashed). Every blocking
-call runs in a worker thread. Each append piece (check the size, write), deadline change and
-delete holds an exclusive ``flock`` on the object's file, so writers in any thread or process
-are serialised; creates and appends fsync before they return, except the puts that ask to be
-synced later by ``sync``. One process owning the directory is the supported setup.
+deleted, so an object's bytes never exist without a deadline that ``sweep`` honours; a deadline
+file that cannot be read counts as expired. A deadline is written to ``.pending`` and renamed
+into place; ``sweep`` leaves a ``.pending`` file to the writer still renaming it, and removes
+it once it is older than PENDING_GRACE_SECONDS (its writer crashed). Every blocking call runs
+in a worker thread, but for an unsynced ``put``, which waits for no disk. Each append piece
+(check the size, write), deadline change and delete holds an exclusive ``flock`` on the
+object's file, so writers in any thread or process are serialised; creates and appends fsync
+before they return, except the puts that ask to be synced later by ``sync``. One process owning
+the directory is the supported setup.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ class FilesystemSpool(Spool):
         await asyncio.to_thread(paths.create, check_deadline(expires_at))
 
     async def put(self, object_id: str, data: bytes, *, expires_at: datetime, synced: bool = True) -> None:
-        """One trip to a worker thread: every hand-back waits its turn on a busy event loop."""
+        """Synced, one trip to a worker thread: every hand-back waits its turn on a busy event
+        loop. Unsynced, where it is called: a few system calls that hand a message's bytes to
+        the page cache wait for no disk, and cost less than the trip (the reasoning of
+        ``relay/storage/sqlite_driver.py``)."""
         paths = self._paths(object_id)
-        await asyncio.to_thread(paths.create, check_deadline(expires_at), data, synced=synced)
-        if not synced:
-            self._unsynced.add(object_id)
+        if synced:
+            await asyncio.to_thread(paths.create, check_deadline(expires_at), data)
+            return
+        paths.create(check_deadline(expires_at), data, synced=False)
+        self._unsynced.add(object_id)
 
     async def sync(self) -> None:
         """Sync the objects put unsynced so far, those deleted since excepted, and their
